@@ -1,0 +1,19 @@
+"""fastnn: fully-connected networks trained by Numba-compiled loops over flat buffers.
+
+    model = fastnn.MLP([64, 128, 10], activation="relu", output="softmax", seed=0)
+    history = fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-3), batch_size=32,
+                             epochs=20).fit(X, y, validation_data=(Xv, yv))
+"""
+from . import optim
+from .model import MLP
+from .trainer import History, Trainer, TrainingDiverged
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "Trainer",
+    "History",
+    "TrainingDiverged",
+    "optim",
+]

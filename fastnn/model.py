@@ -1,0 +1,264 @@
+"""The MLP: architecture as small integer arrays, all parameters in one flat buffer."""
+import numpy as np
+
+from ._kernels import dense as _dense
+from ._kernels import losses as _losses
+from ._kernels.network import evaluate_batches, forward_loss_backward
+from ._validation import check_choice, check_features, check_positive_int, check_targets
+
+HIDDEN_ACTIVATIONS = {
+    "identity": _dense.IDENTITY,
+    "sigmoid": _dense.SIGMOID,
+    "tanh": _dense.TANH,
+    "relu": _dense.RELU,
+    "leaky_relu": _dense.LEAKY_RELU,
+    "elu": _dense.ELU,
+    "gelu": _dense.GELU,
+}
+OUTPUT_ACTIVATIONS = {
+    "identity": _dense.IDENTITY,
+    "sigmoid": _dense.SIGMOID,
+    "softmax": _dense.SOFTMAX,
+}
+LOSSES = {
+    "mse": _losses.MSE,
+    "cross_entropy": _losses.CROSS_ENTROPY,
+    "binary_cross_entropy": _losses.BINARY_CROSS_ENTROPY,
+}
+# the output activation each loss is defined on (mse takes any)
+LOSS_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
+                "identity": "mse"}
+INITS = ("auto", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal")
+DTYPES = ("float32", "float64")
+_RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
+
+
+def resolve_loss(loss, output):
+    """Validated loss name for a model output; None picks the natural one for the output."""
+    if loss is None:
+        return DEFAULT_LOSS[output]
+    check_choice(loss, "loss", LOSSES)
+    need = LOSS_OUTPUT.get(loss)
+    if need is not None and output != need:
+        raise ValueError(f"loss={loss!r} needs output={need!r}, but the model's output is "
+                         f"{output!r}")
+    return loss
+
+
+class Workspace:
+    """Activation, pre-activation and delta buffers for batches of up to `capacity` rows."""
+
+    def __init__(self, model, capacity):
+        units = int(np.sum(model.layer_sizes[1:]))
+        dt = model.dtype
+        self.capacity = capacity
+        self.A = np.empty(capacity * units, dtype=dt)  # act(z), every layer
+        self.Z = np.empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
+        self.D = np.empty(capacity * units, dtype=dt)  # deltas dL/dz
+        self.xb = np.empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
+        self.yb_index = np.empty(capacity, dtype=np.int64)
+        self.yb_float = np.empty(capacity * model.layer_sizes[-1], dtype=dt)
+
+
+class MLP:
+    """A fully-connected network y = act_L(... act_1(x @ W_0 + b_0) ... @ W_{L-1} + b_{L-1}).
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int, the widths [n_in, hidden..., n_out] (at least two).
+    activation : str or list of str, hidden activation(s), one for all or one per hidden layer:
+        identity, sigmoid, tanh, relu, leaky_relu (slope 0.01), elu (alpha 1), gelu (erf form).
+    output : "identity", "sigmoid" or "softmax".
+    init : "auto" (He normal before ReLU-family activations, Glorot uniform elsewhere),
+        "he_uniform", "he_normal", "glorot_uniform" or "glorot_normal". Biases start at 0.
+    dtype : "float32" (default) or "float64".
+    seed : int or None, seeds the initialization.
+
+    All parameters live in one flat array `params` laid out [W_0, b_0, W_1, b_1, ...];
+    `weights[l]` (fan_in, fan_out) and `biases[l]` (fan_out,) are writable views into it.
+    """
+
+    def __init__(self, layer_sizes, activation="relu", output="identity", init="auto",
+                 dtype="float32", seed=None):
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+            raise TypeError(f"layer_sizes must be a sequence of positive integers, got "
+                            f"{layer_sizes!r}")
+        if len(layer_sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least an input and an output size, got "
+                             f"{list(layer_sizes)!r}")
+        sizes = tuple(check_positive_int(s, f"layer_sizes[{i}]")
+                      for i, s in enumerate(layer_sizes))
+        n_hidden = len(sizes) - 2
+        if isinstance(activation, str):
+            acts = (activation,) * n_hidden
+        else:
+            acts = tuple(activation)
+            if len(acts) != n_hidden:
+                raise ValueError(f"activation lists {len(acts)} names but there are {n_hidden} "
+                                 f"hidden layers")
+        for a in acts:
+            check_choice(a, "activation", HIDDEN_ACTIVATIONS)
+        check_choice(output, "output", OUTPUT_ACTIVATIONS)
+        check_choice(init, "init", INITS)
+        if isinstance(dtype, str):
+            check_choice(dtype, "dtype", DTYPES)
+        dt = np.dtype(dtype)
+        if dt.name not in DTYPES:
+            raise ValueError(f"unknown dtype {dt.name!r}; valid: {', '.join(DTYPES)}")
+
+        self.layer_sizes = sizes
+        self.activations = acts
+        self.output = output
+        self.init = init
+        self.dtype = dt
+        L = len(sizes) - 1
+        # the architecture as data for the kernels
+        self._sizes = np.array(sizes, dtype=np.int64)
+        self._acts = np.array([HIDDEN_ACTIVATIONS[a] for a in acts]
+                              + [OUTPUT_ACTIVATIONS[output]], dtype=np.int64)
+        self._unit_off = np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64)
+        self._w_off = np.empty(L, dtype=np.int64)
+        self._b_off = np.empty(L, dtype=np.int64)
+        off = 0
+        for l in range(L):
+            self._w_off[l] = off
+            off += sizes[l] * sizes[l + 1]
+            self._b_off[l] = off
+            off += sizes[l + 1]
+        self.params = np.zeros(off, dtype=dt)
+        self.weights = [self.params[self._w_off[l]:self._b_off[l]].reshape(sizes[l], sizes[l + 1])
+                        for l in range(L)]
+        self.biases = [self.params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
+                       for l in range(L)]
+        self._predict_ws = None
+        self.initialize(seed)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_layers(self):
+        """Number of dense layers (weight matrices)."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_params(self):
+        return self.params.size
+
+    @property
+    def n_inputs(self):
+        return self.layer_sizes[0]
+
+    @property
+    def n_outputs(self):
+        return self.layer_sizes[-1]
+
+    def config(self):
+        """The constructor arguments that rebuild this architecture."""
+        return {"layer_sizes": list(self.layer_sizes), "activation": list(self.activations),
+                "output": self.output, "init": self.init, "dtype": self.dtype.name}
+
+    def __repr__(self):
+        hidden = ", ".join(self.activations) or "-"
+        return (f"MLP({list(self.layer_sizes)}, activation=[{hidden}], output={self.output!r}, "
+                f"dtype={self.dtype.name!r}, n_params={self.n_params})")
+
+    def initialize(self, seed=None):
+        """Draw fresh weights (biases to zero) with the model's init scheme."""
+        rng = np.random.default_rng(seed)
+        for l, W in enumerate(self.weights):
+            fan_in, fan_out = W.shape
+            follows = self.activations[l] if l < len(self.activations) else self.output
+            scheme = self.init
+            if scheme == "auto":
+                scheme = "he_normal" if follows in _RELU_FAMILY else "glorot_uniform"
+            if scheme == "he_normal":
+                W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
+            elif scheme == "he_uniform":
+                lim = np.sqrt(6.0 / fan_in)
+                W[...] = rng.uniform(-lim, lim, W.shape)
+            elif scheme == "glorot_normal":
+                W[...] = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), W.shape)
+            else:
+                lim = np.sqrt(6.0 / (fan_in + fan_out))
+                W[...] = rng.uniform(-lim, lim, W.shape)
+            self.biases[l][...] = 0
+        return self
+
+    def copy(self):
+        """An independent model with the same architecture and parameters."""
+        new = MLP(self.layer_sizes, list(self.activations), self.output, self.init,
+                  self.dtype.name)
+        new.params[...] = self.params
+        return new
+
+    # ------------------------------------------------------------------ compute
+    def _kernel_args(self):
+        return (self.params, self._sizes, self._acts, self._w_off, self._b_off, self._unit_off)
+
+    def _workspace(self, batch_size):
+        ws = self._predict_ws
+        if ws is None or ws.capacity < batch_size:
+            ws = self._predict_ws = Workspace(self, batch_size)
+        return ws
+
+    def predict(self, X, batch_size=1024):
+        """Network output for X (n, n_inputs): probabilities for softmax/sigmoid outputs."""
+        X = check_features(X, self.n_inputs, self.dtype)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        B = min(batch_size, X.shape[0])
+        ws = self._workspace(B)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        stats = np.zeros(4)
+        evaluate_batches(X, np.empty(0, np.int64), np.empty((0, self.n_outputs), self.dtype), B,
+                         *self._kernel_args(), 0, ws.xb, ws.A, ws.Z, ws.D, stats, out)
+        return out
+
+    def predict_classes(self, X, batch_size=1024):
+        """Class predictions: argmax for softmax outputs, p > 0.5 for sigmoid outputs."""
+        p = self.predict(X, batch_size)
+        if self.output == "softmax":
+            return np.argmax(p, axis=1)
+        if self.output == "sigmoid":
+            return (p > 0.5).astype(np.int64)
+        raise ValueError("predict_classes needs a softmax or sigmoid output; this model's "
+                         f"output is {self.output!r}")
+
+    def evaluate(self, X, y, loss=None, batch_size=1024):
+        """Mean loss (torch reduction) and accuracy (None for mse) on (X, y)."""
+        loss = resolve_loss(loss, self.output)
+        X = check_features(X, self.n_inputs, self.dtype)
+        y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        B = min(batch_size, X.shape[0])
+        ws = self._workspace(B)
+        stats = np.zeros(4)
+        evaluate_batches(X, y_index, y_float, B, *self._kernel_args(), LOSSES[loss], ws.xb,
+                         ws.A, ws.Z, ws.D, stats, np.empty((0, self.n_outputs), self.dtype))
+        return _loss_from_stats(stats, loss), _accuracy_from_stats(stats, loss)
+
+    def loss_and_grad(self, X, y, loss=None):
+        """Full-batch mean loss and its gradient: (float, flat array in the layout of params)."""
+        loss = resolve_loss(loss, self.output)
+        X = check_features(X, self.n_inputs, self.dtype)
+        y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
+        ws = Workspace(self, X.shape[0])
+        grad = np.empty_like(self.params)
+        stats = np.zeros(4)
+        forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float, *self._kernel_args(),
+                              LOSSES[loss], stats)
+        return _loss_from_stats(stats, loss), grad
+
+    def save(self, path):
+        """Write the model to a safetensors file (see fastnn.load)."""
+        from .io import save_model
+        save_model(self, path)
+
+
+def _loss_from_stats(stats, loss):
+    return float(stats[0] / stats[1]) if stats[1] else float("nan")
+
+
+def _accuracy_from_stats(stats, loss):
+    if loss == "mse" or not stats[3]:
+        return None
+    return float(stats[2] / stats[3])

@@ -1,0 +1,276 @@
+"""Trainer: drives the compiled training loop and does everything that happens between chunks.
+
+Python runs once per chunk (an epoch, or about 0.1 s of steps within a long epoch): shuffling,
+metrics, progress, callbacks, Ctrl-C and divergence handling. The steps themselves, gather,
+forward, loss, backward and the fused optimizer update, run in one Numba call per chunk.
+"""
+import signal
+import threading
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._kernels.network import DIVERGED, evaluate_batches, train_steps
+from ._validation import check_features, check_number, check_positive_int, check_targets
+from .model import LOSSES, MLP, Workspace, resolve_loss
+from .optim import Adam, Optimizer
+
+CHUNK_SECONDS = 0.1  # how long the compiled loop runs before Python looks at the world again
+EVAL_BATCH = 1024
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or a gradient became NaN or infinite. The model holds the weights of the last
+    finite epoch (or the restored best, with EarlyStopping(restore_best_weights=True))."""
+
+
+class History:
+    """Per-epoch records, Keras-style: history.history["loss"][e] is epoch e's value.
+
+    Keys: loss, val_loss (with validation data), accuracy and val_accuracy (classifiers),
+    lr, time (seconds), samples_per_sec, grad_norm (per layer: ||dW_l|| averaged over the
+    epoch's steps)."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def record(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+class Trainer:
+    """Minibatch gradient descent on an MLP with a compiled inner loop.
+
+    Parameters
+    ----------
+    model : MLP
+    optimizer : fastnn.optim.Optimizer, default Adam(lr=1e-3)
+    loss : "mse", "cross_entropy" or "binary_cross_entropy"; default from the model's output
+        (softmax -> cross_entropy, sigmoid -> binary_cross_entropy, identity -> mse).
+    batch_size : int, or None for full-batch gradient descent (one step per epoch). The last
+        partial batch of an epoch is used, not dropped.
+    epochs : int, passes over the training data.
+    shuffle : reshuffle the training rows every epoch (seeded by `seed`).
+    callbacks : objects with any of on_train_begin(logs), on_epoch_begin(epoch, logs),
+        on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer).
+        A callback stops training by setting trainer.stop_training = True.
+    clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
+        (torch.nn.utils.clip_grad_norm_), fused into the update.
+    verbose : 0 silent, 1 a progress bar.
+    """
+
+    def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
+                 seed=None, callbacks=None, clip_grad_norm=None, verbose=1):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a fastnn.MLP, got {type(model).__name__}")
+        if optimizer is None:
+            optimizer = Adam()
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn.optim optimizer (e.g. "
+                            f"fastnn.optim.Adam()), got {type(optimizer).__name__}")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = resolve_loss(loss, model.output)
+        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+        self.epochs = check_positive_int(epochs, "epochs")
+        self.shuffle = bool(shuffle)
+        self.seed = seed
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not any(hasattr(cb, h) for h in ("on_epoch_end", "on_epoch_begin",
+                                                 "on_train_begin", "on_train_end")):
+                raise TypeError(f"callback {cb!r} has none of the callback methods "
+                                f"(on_epoch_end, on_epoch_begin, on_train_begin, on_train_end)")
+        self.clip_grad_norm = (0.0 if clip_grad_norm is None else
+                               check_number(clip_grad_norm, "clip_grad_norm", low=0.0,
+                                            low_open=True))
+        if verbose not in (0, 1, 2, True, False):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        self.verbose = int(verbose)
+        self.stop_training = False
+        self.history = None
+        self._rng = np.random.default_rng(seed)
+        self._chunk_steps = 8  # adapted so that a chunk takes about CHUNK_SECONDS
+
+    def _callbacks(self, hook, *args):
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def fit(self, X, y, validation_data=None, validation_split=0.0):
+        """Train; returns a History. For reconstruction (autoencoders) pass fit(X, X).
+
+        validation_data : (X_val, y_val) evaluated after every epoch.
+        validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
+            Keras) held out as validation data when validation_data is not given.
+        """
+        model = self.model
+        dtype = model.dtype
+        X = check_features(X, model.n_inputs, dtype, "X")
+        y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
+        validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
+                                        high_open=True)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = check_features(validation_data[0], model.n_inputs, dtype, "validation_data[0]")
+            val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
+                                        self.loss, dtype, "validation_data[1]")
+        elif validation_split > 0:
+            n_val = int(X.shape[0] * validation_split)
+            if n_val == 0 or n_val == X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves an empty "
+                                 f"{'validation' if n_val == 0 else 'training'} set for "
+                                 f"{X.shape[0]} samples")
+            cut = X.shape[0] - n_val
+            val = (X[cut:], y_index[cut:] if y_index.size else y_index,
+                   y_float[cut:] if y_float.size else y_float)
+            X = X[:cut]
+            y_index = y_index[:cut] if y_index.size else y_index
+            y_float = y_float[:cut] if y_float.size else y_float
+        return self._run(X, y_index, y_float, val)
+
+    def _run(self, X, y_index, y_float, val):
+        model, opt = self.model, self.optimizer
+        N = X.shape[0]
+        batch = N if self.batch_size is None else min(self.batch_size, N)
+        ws = Workspace(model, batch)
+        val_ws = Workspace(model, min(EVAL_BATCH, val[0].shape[0])) if val is not None else None
+        grads = np.zeros_like(model.params)
+        state = opt.bind(model.n_params, model.dtype)
+        loss_code = LOSSES[self.loss]
+        classifier = self.loss != "mse"
+        kargs = model._kernel_args()
+        # the last finite point, restored if training diverges
+        good_params = model.params.copy()
+        good_state = state.copy()
+        good_step = int(opt.step_count[0])
+
+        self.stop_training = False
+        history = self.history = History()
+        stats = np.zeros(4)
+        grad_norms = np.zeros(model.n_layers)
+        interrupted = []
+        restore_sigint = _catch_sigint(interrupted)
+        bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
+                   disable=self.verbose == 0, dynamic_ncols=True)
+        try:
+            self._callbacks("set_trainer", self)
+            self._callbacks("on_train_begin", {})
+            for epoch in range(self.epochs):
+                self._callbacks("on_epoch_begin", epoch, {})
+                np.copyto(good_params, model.params)
+                np.copyto(good_state, state)
+                good_step = int(opt.step_count[0])
+                hyper = opt.hyper()  # read once per epoch: schedules change lr between epochs
+                order = (self._rng.permutation(N) if self.shuffle
+                         else np.arange(N)).astype(np.int64)
+                stats[:] = 0
+                grad_norms[:] = 0
+                steps = 0
+                t0 = time.perf_counter()
+                pos = 0
+                while pos < N:
+                    tc = time.perf_counter()
+                    status, done = train_steps(
+                        X, y_index, y_float, order, pos, self._chunk_steps, batch,
+                        kargs[0], grads, *kargs[1:], loss_code,
+                        opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
+                        ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats, grad_norms)
+                    elapsed = time.perf_counter() - tc
+                    steps += done
+                    advanced = min(done * batch, N - pos)
+                    pos += advanced
+                    bar.update(advanced)
+                    if status == DIVERGED:
+                        np.copyto(model.params, good_params)
+                        np.copyto(state, good_state)
+                        opt.step_count[0] = good_step
+                        where = (f"the end of epoch {epoch - 1}" if epoch else
+                                 "the start of this fit")
+                        raise TrainingDiverged(
+                            f"training diverged in epoch {epoch} (non-finite loss or gradient); "
+                            f"the model holds its weights from {where}. Try a lower learning "
+                            f"rate (lr) or clip_grad_norm=1.0.")
+                    if interrupted:
+                        raise KeyboardInterrupt
+                    if done and pos < N:  # aim for CHUNK_SECONDS per chunk
+                        rate = done / max(elapsed, 1e-6)
+                        self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
+                seconds = time.perf_counter() - t0
+                logs = {"loss": float(stats[0] / stats[1])}
+                if classifier:
+                    logs["accuracy"] = float(stats[2] / stats[3])
+                if val is not None:
+                    vloss, vacc = self._evaluate(val, val_ws, kargs, loss_code)
+                    logs["val_loss"] = vloss
+                    if classifier:
+                        logs["val_accuracy"] = vacc
+                logs["lr"] = float(hyper[0])
+                logs["time"] = seconds
+                logs["samples_per_sec"] = N / seconds if seconds > 0 else float("inf")
+                logs["grad_norm"] = (grad_norms / max(steps, 1)).tolist()
+                history.record(epoch, logs)
+                if self.verbose:
+                    bar.set_postfix({k: f"{logs[k]:.4g}" for k in
+                                     ("loss", "accuracy", "val_loss", "val_accuracy")
+                                     if k in logs} | {"epoch": epoch + 1}, refresh=False)
+                self._callbacks("on_epoch_end", epoch, logs)
+                if not np.isfinite(logs.get("val_loss", 0.0)):
+                    raise TrainingDiverged(f"validation loss is not finite after epoch {epoch}")
+                if self.stop_training:
+                    break
+            self._callbacks("on_train_end", {})
+        except BaseException:
+            # callbacks such as EarlyStopping restore their best weights on the way out
+            for cb in self.callbacks:
+                fn = getattr(cb, "on_train_abort", None)
+                if fn is not None:
+                    fn()
+            raise
+        finally:
+            bar.close()
+            restore_sigint()
+        return history
+
+    def _evaluate(self, val, ws, kargs, loss_code):
+        Xv, yi, yf = val
+        stats = np.zeros(4)
+        evaluate_batches(Xv, yi, yf, ws.capacity, *kargs, loss_code, ws.xb, ws.A, ws.Z, ws.D,
+                         stats, np.empty((0, self.model.n_outputs), self.model.dtype))
+        acc = float(stats[2] / stats[3]) if stats[3] else None
+        return float(stats[0] / stats[1]), acc
+
+
+def _catch_sigint(flag):
+    """Turn Ctrl-C into a flag read at the next chunk boundary (the compiled loop cannot be
+    interrupted safely mid-step). Returns a function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None:  # installed from C: leave it alone
+            return lambda: None
+
+        def handler(signum, frame):
+            if flag:  # second Ctrl-C: stop waiting for the chunk
+                previous_handler = previous if callable(previous) else signal.default_int_handler
+                previous_handler(signum, frame)
+            flag.append(True)
+
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return lambda: None
+    return lambda: signal.signal(signal.SIGINT, previous)
