@@ -1,0 +1,142 @@
+"""`fastnn train`: train an MLP from the command line.
+
+Without --data it trains on scikit-learn's bundled digits (offline), split into
+train/validation/test and standardized on the training part, and prints the test accuracy.
+"""
+import argparse
+import sys
+
+import numpy as np
+
+
+def _int_list(text):
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an MLP and report its test metric",
+                       description="Train an MLP on the bundled digits data or on --data, with "
+                                   "a train/validation/test split; prints the test metric once.")
+    t.add_argument("--data", help="a .npz file with arrays X and y, or a .csv whose last column "
+                                  "is the label (default: scikit-learn's digits)")
+    t.add_argument("--hidden", type=_int_list, default=[128],
+                   help="hidden layer sizes, comma-separated (default: 128)")
+    t.add_argument("--activation", default="relu",
+                   help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, elu, gelu")
+    t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="auto: classification when the labels are integers")
+    t.add_argument("--optimizer", default="adam", help="sgd, adagrad, adadelta, rmsprop, adam, "
+                                                        "adamw (default: adam)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    t.add_argument("--batch-size", type=int, default=32,
+                   help="minibatch size; 0 for full-batch gradient descent (default: 32)")
+    t.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
+    t.add_argument("--val-size", type=float, default=0.15,
+                   help="validation fraction (default: 0.15)")
+    t.add_argument("--test-size", type=float, default=0.15, help="test fraction (default: 0.15)")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    t.add_argument("--seed", type=int, default=0, help="seeds the split, init and shuffling")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def load_data(path, val_size, test_size, seed, task):
+    """(X_train, X_val, X_test, y_train, y_val, y_test, classification) with X standardized by
+    the training part's mean and std."""
+    from .data import load_table, train_val_test_split
+
+    if path is None:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ValueError("the default data set needs scikit-learn: pip install "
+                             "'fastnn[sklearn]', or pass --data FILE") from None
+        X, y = load_digits(return_X_y=True)
+    else:
+        X, y = load_table(path)
+    classification = (task == "classification" or
+                      (task == "auto" and np.issubdtype(np.asarray(y).dtype, np.integer)))
+    if classification:
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.array_equal(y, np.round(y)):
+                raise ValueError("--task classification needs integer labels in the last column")
+            y = y.astype(np.int64)
+    parts = train_val_test_split(X, y, val_size=val_size, test_size=test_size,
+                                 stratify=classification, seed=seed)
+    X_train, X_val, X_test, y_train, y_val, y_test = parts
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std[std == 0] = 1.0  # constant features (digits' blank border pixels)
+    X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
+    return X_train, X_val, X_test, y_train, y_val, y_test, classification
+
+
+def train(args):
+    import fastnn
+
+    X_train, X_val, X_test, y_train, y_val, y_test, classification = load_data(
+        args.data, args.val_size, args.test_size, args.seed, args.task)
+    if classification:
+        labels = np.concatenate([y_train, y_val, y_test])
+        if labels.min() < 0:
+            raise ValueError("class labels must be 0, 1, ..., n_classes - 1")
+        n_out, output, metric = int(labels.max()) + 1, "softmax", "accuracy"
+    else:
+        n_out = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
+        output, metric = "identity", "R^2"
+    sizes = [X_train.shape[1], *args.hidden, n_out]
+    model = fastnn.MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
+                       seed=args.seed)
+    optimizer = fastnn.optim.get_optimizer(args.optimizer, lr=args.lr)
+    batch_size = None if args.batch_size == 0 else args.batch_size
+    has_val = len(X_val) > 0
+    print(f"fastnn: {model}; {len(X_train)} train / {len(X_val)} validation / {len(X_test)} "
+          f"test samples; {optimizer}, batch_size={batch_size}, epochs={args.epochs}",
+          file=sys.stderr)
+    trainer = fastnn.Trainer(model, optimizer, batch_size=batch_size, epochs=args.epochs,
+                             seed=args.seed, verbose=0 if args.quiet else 1)
+    history = trainer.fit(X_train, y_train,
+                          validation_data=(X_val, y_val) if has_val else None)
+    last = {k: v[-1] for k, v in history.history.items() if k != "grad_norm"}
+    print("fastnn: last epoch " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
+                                             if k in ("loss", "accuracy", "val_loss",
+                                                      "val_accuracy")), file=sys.stderr)
+    if len(X_test) == 0:
+        return 0
+    if classification:
+        score = float(np.mean(model.predict_classes(X_test) == y_test))
+    else:
+        pred = model.predict(X_test).reshape(np.shape(y_test))
+        resid = np.sum((pred - y_test) ** 2)
+        total = np.sum((y_test - np.mean(y_test, axis=0)) ** 2)
+        score = float(1.0 - resid / total) if total > 0 else float("nan")
+    print(f"test {metric}: {score:.4f}")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return train(args)
+    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
