@@ -4,7 +4,7 @@ import pytest
 
 import naive
 
-fastnn = pytest.importorskip("fastnn")
+import fastnn
 
 ARCHITECTURES = [(4, 5, 3), (3, 4, 5, 2), (4, 3)]
 MIXED_ACTIVATIONS = ["elu", "leaky_relu"]  # one per hidden layer of (3, 4, 5, 2)

@@ -5,7 +5,7 @@ import pytest
 
 import naive
 
-fastnn = pytest.importorskip("fastnn")
+import fastnn
 torch = pytest.importorskip("torch")
 
 OPTIMIZERS = [

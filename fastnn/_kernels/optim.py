@@ -100,9 +100,104 @@ def adam_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True)
+def adagrad_update(p, g, state, hyper, step, grad_scale):
+    """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value, eps];
+    state[0] = sum of squared gradients (starts at initial_accumulator_value).
+
+    g <- g + weight_decay p;  lr_t = lr / (1 + (t - 1) lr_decay)
+    s <- s + g^2;  p <- p - lr_t g / (sqrt(s) + eps)"""
+    t = p.dtype.type
+    clr = t(hyper[0] / (1.0 + (step - 1) * hyper[1]))
+    wd = t(hyper[2])
+    eps = t(hyper[4])
+    scale = t(grad_scale)
+    acc = state[0]
+    for i in range(p.shape[0]):
+        gi = g[i] * scale + wd * p[i]
+        si = acc[i] + gi * gi
+        acc[i] = si
+        p[i] -= clr * gi / (np.sqrt(si) + eps)
+
+
+@njit(cache=True)
+def adadelta_update(p, g, state, hyper, step, grad_scale):
+    """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay];
+    state[0] = v (running mean of g^2), state[1] = u (running mean of squared updates).
+
+    g <- g + weight_decay p;  v <- rho v + (1 - rho) g^2
+    dx = sqrt(u + eps) / sqrt(v + eps) g   (eps inside both roots)
+    u <- rho u + (1 - rho) dx^2;  p <- p - lr dx"""
+    t = p.dtype.type
+    lr = t(hyper[0])
+    rho = t(hyper[1])
+    one_m_rho = t(1.0 - hyper[1])
+    eps = t(hyper[2])
+    wd = t(hyper[3])
+    scale = t(grad_scale)
+    v = state[0]
+    u = state[1]
+    for i in range(p.shape[0]):
+        gi = g[i] * scale + wd * p[i]
+        vi = rho * v[i] + one_m_rho * gi * gi
+        dx = np.sqrt(u[i] + eps) / np.sqrt(vi + eps) * gi
+        v[i] = vi
+        u[i] = rho * u[i] + one_m_rho * dx * dx
+        p[i] -= lr * dx
+
+
+@njit(cache=True)
+def rmsprop_update(p, g, state, hyper, step, grad_scale):
+    """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
+    state[0] = v (running mean of g^2), then the momentum buffer b (momentum > 0), then the
+    running mean of g, gbar (centered).
+
+    g <- g + weight_decay p;  v <- alpha v + (1 - alpha) g^2
+    centered: gbar <- alpha gbar + (1 - alpha) g, and v - gbar^2 replaces v below
+    d = sqrt(v) + eps   (eps outside the root)
+    momentum: b <- momentum b + g / d, p <- p - lr b;  else p <- p - lr g / d"""
+    t = p.dtype.type
+    lr = t(hyper[0])
+    alpha = t(hyper[1])
+    one_m_alpha = t(1.0 - hyper[1])
+    eps = t(hyper[2])
+    wd = t(hyper[3])
+    momentum = t(hyper[4])
+    use_momentum = hyper[4] > 0.0
+    centered = hyper[5] != 0.0
+    scale = t(grad_scale)
+    v = state[0]
+    # unused slots alias v; the branches below never touch them
+    buf = state[1] if use_momentum else v
+    gbar = state[2 if use_momentum else 1] if centered else v
+    for i in range(p.shape[0]):
+        gi = g[i] * scale + wd * p[i]
+        vi = alpha * v[i] + one_m_alpha * gi * gi
+        v[i] = vi
+        if centered:
+            gb = gbar[i] + one_m_alpha * (gi - gbar[i])
+            gbar[i] = gb
+            vi = vi - gb * gb
+        d = np.sqrt(vi) + eps
+        if use_momentum:
+            bi = momentum * buf[i] + gi / d
+            buf[i] = bi
+            p[i] -= lr * bi
+        else:
+            p[i] -= lr * gi / d
+
+
+@njit(cache=True)
 def optimizer_update(code, p, g, state, hyper, step, grad_scale):
     """Dispatch on the optimizer code; every branch is one fused pass over the buffers."""
     if code == SGD:
         sgd_update(p, g, state, hyper, step, grad_scale)
     elif code == ADAM:
         adam_update(p, g, state, hyper, step, grad_scale)
+    elif code == ADAGRAD:
+        adagrad_update(p, g, state, hyper, step, grad_scale)
+    elif code == ADADELTA:
+        adadelta_update(p, g, state, hyper, step, grad_scale)
+    elif code == RMSPROP:
+        rmsprop_update(p, g, state, hyper, step, grad_scale)
+    else:
+        raise ValueError("unknown optimizer code")
