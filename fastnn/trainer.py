@@ -4,6 +4,7 @@ Python runs once per chunk (an epoch, or about 0.1 s of steps within a long epoc
 metrics, progress, callbacks, Ctrl-C and divergence handling. The steps themselves, gather,
 forward, loss, backward and the fused optimizer update, run in one Numba call per chunk.
 """
+import numbers
 import signal
 import threading
 import time
@@ -12,7 +13,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._kernels.network import DIVERGED, evaluate_batches, train_steps
-from ._validation import check_features, check_number, check_positive_int, check_targets
+from .data import validation_split_indices
+from ._validation import (check_features, check_flag, check_number, check_positive_int,
+                          check_seed, check_targets)
 from .model import LOSSES, MLP, Workspace, resolve_loss
 from .optim import Adam, Optimizer
 
@@ -29,8 +32,11 @@ class History:
     """Per-epoch records, Keras-style: history.history["loss"][e] is epoch e's value.
 
     Keys: loss, val_loss (with validation data), accuracy and val_accuracy (classifiers),
-    lr, time (seconds), samples_per_sec, grad_norm (per layer: ||dW_l|| averaged over the
-    epoch's steps)."""
+    r2 and val_r2 (mse loss: the coefficient of determination 1 - SSE/SST, variance-weighted
+    over outputs, i.e. sklearn's r2_score(multioutput="variance_weighted"), which is the plain
+    R^2 for one output; r2, like loss, is averaged over the epoch's steps while the weights
+    move), lr, time (seconds), samples_per_sec, grad_norm (per layer: ||dW_l|| averaged over
+    the epoch's steps; `grad_norms` gives them as an (epochs, layers) array)."""
 
     def __init__(self):
         self.history = {}
@@ -47,6 +53,18 @@ class History:
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
+    @property
+    def grad_norms(self):
+        """(epochs, layers) float64 array: ||dW_l|| averaged over each epoch's steps."""
+        norms = self.history.get("grad_norm", [])
+        return np.array(norms, dtype=np.float64).reshape(len(norms), -1)
+
+    def plot(self, path=None, **kwargs):
+        """Learning curves and per-layer gradient norms (fastnn.plot.plot_history); writes a
+        PNG when path is given. Returns the matplotlib Figure. Needs matplotlib."""
+        from .plot import plot_history
+        return plot_history(self, path, **kwargs)
+
 
 class Trainer:
     """Minibatch gradient descent on an MLP with a compiled inner loop.
@@ -58,12 +76,14 @@ class Trainer:
     loss : "mse", "cross_entropy" or "binary_cross_entropy"; default from the model's output
         (softmax -> cross_entropy, sigmoid -> binary_cross_entropy, identity -> mse).
     batch_size : int, or None for full-batch gradient descent (one step per epoch). The last
-        partial batch of an epoch is used, not dropped.
+        partial batch of an epoch is used, not dropped. A batch_size larger than the training
+        set is clamped to its size (one full-batch step per epoch), as Keras and torch do.
     epochs : int, passes over the training data.
     shuffle : reshuffle the training rows every epoch (seeded by `seed`).
     callbacks : objects with any of on_train_begin(logs), on_epoch_begin(epoch, logs),
-        on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer).
-        A callback stops training by setting trainer.stop_training = True.
+        on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer)
+        and on_train_abort() (called instead of on_train_end when fit raises); see
+        fastnn.Callback. A callback stops training by setting trainer.stop_training = True.
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
     verbose : 0 silent, 1 a progress bar.
@@ -83,8 +103,10 @@ class Trainer:
         self.loss = resolve_loss(loss, model.output)
         self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         self.epochs = check_positive_int(epochs, "epochs")
-        self.shuffle = bool(shuffle)
-        self.seed = seed
+        self.shuffle = check_flag(shuffle, "shuffle")
+        self.seed = check_seed(seed)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of callback objects, got {callbacks!r}")
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
             if not any(hasattr(cb, h) for h in ("on_epoch_end", "on_epoch_begin",
@@ -94,7 +116,7 @@ class Trainer:
         self.clip_grad_norm = (0.0 if clip_grad_norm is None else
                                check_number(clip_grad_norm, "clip_grad_norm", low=0.0,
                                             low_open=True))
-        if verbose not in (0, 1, 2, True, False):
+        if not (isinstance(verbose, (numbers.Integral, np.bool_)) and verbose in (0, 1, 2)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
         self.stop_training = False
@@ -115,6 +137,18 @@ class Trainer:
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
             Keras) held out as validation data when validation_data is not given.
         """
+        # settings are plain attributes (trainer.epochs = 5, then fit again): check them again,
+        # a batch_size of 0 would never advance through the data
+        if not isinstance(self.model, MLP):
+            raise TypeError(f"model must be a fastnn.MLP, got {type(self.model).__name__}")
+        if not isinstance(self.optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn.optim optimizer, got "
+                            f"{type(self.optimizer).__name__}")
+        self.batch_size = check_positive_int(self.batch_size, "batch_size", allow_none=True)
+        self.epochs = check_positive_int(self.epochs, "epochs")
+        self.clip_grad_norm = (0.0 if self.clip_grad_norm is None else
+                               check_number(self.clip_grad_norm, "clip_grad_norm", low=0.0))
+        self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
         X = check_features(X, model.n_inputs, dtype, "X")
@@ -129,12 +163,8 @@ class Trainer:
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:
-            n_val = int(X.shape[0] * validation_split)
-            if n_val == 0 or n_val == X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves an empty "
-                                 f"{'validation' if n_val == 0 else 'training'} set for "
-                                 f"{X.shape[0]} samples")
-            cut = X.shape[0] - n_val
+            train_idx, val_idx = validation_split_indices(X.shape[0], None, validation_split)
+            cut = train_idx.size  # the last samples are validation, as in Keras
             val = (X[cut:], y_index[cut:] if y_index.size else y_index,
                    y_float[cut:] if y_float.size else y_float)
             X = X[:cut]
@@ -152,6 +182,10 @@ class Trainer:
         state = opt.bind(model.n_params, model.dtype)
         loss_code = LOSSES[self.loss]
         classifier = self.loss != "mse"
+        # R^2 = 1 - mse / mean_j var(y_j): the target variances are computed once per fit
+        train_var = _mean_target_variance(y_float) if not classifier else None
+        val_var = (_mean_target_variance(val[2]) if not classifier and val is not None
+                   else None)
         kargs = model._kernel_args()
         # the last finite point, restored if training diverges
         good_params = model.params.copy()
@@ -164,6 +198,22 @@ class Trainer:
         grad_norms = np.zeros(model.n_layers)
         interrupted = []
         restore_sigint = _catch_sigint(interrupted)
+
+        def roll_back():
+            # to the end of the last epoch recorded in History: weights, optimizer state and
+            # step count together, so that a following fit continues from a consistent point
+            np.copyto(model.params, good_params)
+            np.copyto(state, good_state)
+            opt.step_count[0] = good_step
+
+        def diverged(epoch, what):
+            roll_back()
+            where = f"the end of epoch {epoch - 1}" if epoch else "the start of this fit"
+            return TrainingDiverged(
+                f"training diverged in epoch {epoch} ({what}); the model holds its last finite "
+                f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
+                f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
+
         bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
                    disable=self.verbose == 0, dynamic_ncols=True)
         try:
@@ -195,29 +245,32 @@ class Trainer:
                     pos += advanced
                     bar.update(advanced)
                     if status == DIVERGED:
-                        np.copyto(model.params, good_params)
-                        np.copyto(state, good_state)
-                        opt.step_count[0] = good_step
-                        where = (f"the end of epoch {epoch - 1}" if epoch else
-                                 "the start of this fit")
-                        raise TrainingDiverged(
-                            f"training diverged in epoch {epoch} (non-finite loss or gradient); "
-                            f"the model holds its weights from {where}. Try a lower learning "
-                            f"rate (lr) or clip_grad_norm=1.0.")
-                    if interrupted:
+                        raise diverged(epoch, "non-finite loss or gradient")
+                    if interrupted:  # Ctrl-C: stop at this chunk boundary
+                        roll_back()
                         raise KeyboardInterrupt
                     if done and pos < N:  # aim for CHUNK_SECONDS per chunk
                         rate = done / max(elapsed, 1e-6)
                         self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
                 seconds = time.perf_counter() - t0
+                # a finite gradient times a huge lr can still overflow the weights or the state
+                if not (np.isfinite(model.params).all() and np.isfinite(state).all()):
+                    raise diverged(epoch, "an update made the weights or optimizer state "
+                                          "non-finite")
                 logs = {"loss": float(stats[0] / stats[1])}
                 if classifier:
                     logs["accuracy"] = float(stats[2] / stats[3])
+                else:
+                    logs["r2"] = _r2_score(logs["loss"], train_var)
                 if val is not None:
                     vloss, vacc = self._evaluate(val, val_ws, kargs, loss_code)
+                    if not np.isfinite(vloss):
+                        raise diverged(epoch, "non-finite validation loss")
                     logs["val_loss"] = vloss
                     if classifier:
                         logs["val_accuracy"] = vacc
+                    else:
+                        logs["val_r2"] = _r2_score(vloss, val_var)
                 logs["lr"] = float(hyper[0])
                 logs["time"] = seconds
                 logs["samples_per_sec"] = N / seconds if seconds > 0 else float("inf")
@@ -228,8 +281,8 @@ class Trainer:
                                      ("loss", "accuracy", "val_loss", "val_accuracy")
                                      if k in logs} | {"epoch": epoch + 1}, refresh=False)
                 self._callbacks("on_epoch_end", epoch, logs)
-                if not np.isfinite(logs.get("val_loss", 0.0)):
-                    raise TrainingDiverged(f"validation loss is not finite after epoch {epoch}")
+                if interrupted:  # Ctrl-C during validation or callbacks: History is complete
+                    raise KeyboardInterrupt
                 if self.stop_training:
                     break
             self._callbacks("on_train_end", {})
@@ -252,6 +305,19 @@ class Trainer:
                          stats, np.empty((0, self.model.n_outputs), self.model.dtype))
         acc = float(stats[2] / stats[3]) if stats[3] else None
         return float(stats[0] / stats[1]), acc
+
+
+def _mean_target_variance(y_float):
+    """mean over output columns of the (population) variance of the targets, in float64."""
+    return float(np.mean(np.var(y_float, axis=0, dtype=np.float64)))
+
+
+def _r2_score(mse, mean_var):
+    """1 - SSE/SST from the mean squared error and the mean target variance (both per element),
+    with sklearn's convention for constant targets: 1.0 when the fit is perfect, else 0.0."""
+    if mean_var > 0:
+        return 1.0 - mse / mean_var
+    return 1.0 if mse == 0 else 0.0
 
 
 def _catch_sigint(flag):

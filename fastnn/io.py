@@ -1,0 +1,352 @@
+"""Model and state files: safetensors containers, written atomically, never pickled.
+
+A model file holds the tensors of the equivalent ``torch.nn.Sequential(Linear, act, Linear,
+act, ..., Linear[, output act])`` under the keys of its ``state_dict`` ("0.weight" with shape
+(fan_out, fan_in), "0.bias", "2.weight", ...), so ``safetensors.torch.load_file`` +
+``load_state_dict`` loads it into torch as is. The architecture lives in the header metadata
+(str -> str, JSON-encoded values)::
+
+    format="fastnn-mlp", format_version="1", layer_sizes="[4, 5, 3]",
+    activations='["relu"]', output='"softmax"', dtype='"float32"', init='"auto"'
+
+Every file written by `save_state` also carries a SHA-256 over its metadata and tensors (names,
+dtypes, shapes, bytes) in the metadata key ``fastnn.sha256``. `load_state` checks it when
+present, and `load_model` requires it, so a flipped weight byte or a renamed metadata key is
+refused instead of silently loaded (corruption detection, not a signature against forgery).
+"""
+import hashlib
+import json
+import numbers
+import os
+import secrets
+import struct
+
+import numpy as np
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "load_state", "save_model",
+           "save_state"]
+
+FORMAT_NAME = "fastnn-mlp"
+FORMAT_VERSION = "1"
+_CHECKSUM_KEY = "fastnn.sha256"
+# safetensors itself refuses headers above 100 MB; checking first avoids decoding junk
+_MAX_HEADER = 100_000_000
+_MODEL_KEYS = ("format", "format_version", "layer_sizes", "activations", "output", "dtype")
+
+
+# --------------------------------------------------------------------------- generic state files
+def _as_path(path, name="path"):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    return path
+
+
+def _checksum(arrays, metadata):
+    """SHA-256 hex digest over the metadata items and (name, dtype, shape, bytes) of each
+    array, in name order: a renamed metadata key is caught as well as a flipped weight."""
+    h = hashlib.sha256()
+    h.update(json.dumps(sorted(metadata.items())).encode())
+    for name in sorted(arrays):
+        # canonical form: dtype name and little-endian bytes, whatever the host byte order
+        a = np.asarray(arrays[name])
+        a = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
+        h.update(json.dumps([name, a.dtype.name, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _prepare(arrays):
+    """Validated little-endian C-contiguous copies-or-views that safetensors can write."""
+    if not isinstance(arrays, dict):
+        raise TypeError(f"arrays must be a dict of str -> numpy array, got "
+                        f"{type(arrays).__name__}")
+    out = {}
+    for name, a in arrays.items():
+        if not isinstance(name, str):
+            raise TypeError(f"array names must be str, got {name!r}")
+        if name == "__metadata__":
+            raise ValueError("'__metadata__' is reserved by safetensors and cannot name an array")
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"array {name!r} has dtype {a.dtype}; only bool, integer and float "
+                            f"arrays can be stored")
+        # safetensors reads raw memory from data_ptr: a strided view would be written as
+        # garbage, so force C order (and little-endian, the format's byte order)
+        # (np.asarray, not ascontiguousarray: that one turns 0-d arrays into shape (1,))
+        out[name] = np.asarray(a, dtype=a.dtype.newbyteorder("<"), order="C")
+    return out
+
+
+def _check_metadata(metadata):
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict of str -> str, got {type(metadata).__name__}")
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"metadata must map str -> str, got {k!r}: {v!r}")
+    if _CHECKSUM_KEY in metadata:
+        raise ValueError(f"metadata key {_CHECKSUM_KEY!r} is reserved")
+    return dict(metadata)
+
+
+def _atomic_write_bytes(path, data):
+    """Write `data` to `path` so that readers see either the old file or the complete new one.
+
+    The bytes go to a fresh temp file in the same directory (os.replace is only atomic within
+    one file system), are fsync'ed, then renamed over `path`. On any error, including
+    KeyboardInterrupt, the temp file is removed and an existing `path` is left untouched."""
+    directory, base = os.path.split(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        # (name capped so that a long target name cannot make it exceed NAME_MAX)
+        tmp = os.path.join(directory, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
+        try:
+            # O_EXCL: never clobber a file someone else created; mode 0o666 lets the umask
+            # decide the final permissions like a plain open() would (mkstemp forces 0o600)
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory):
+    """Persist the rename itself (POSIX); best effort, not possible on every platform."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_state(path, arrays, metadata=None):
+    """Atomically write named arrays and str -> str metadata to a safetensors file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    arrays : dict of str -> ndarray (bool, integer or float, any shape, including empty).
+    metadata : dict of str -> str or None. The key "fastnn.sha256" is reserved (it stores the
+        checksum that `load_state` verifies).
+    """
+    import safetensors.numpy
+
+    path = _as_path(path)
+    arrays = _prepare(arrays)
+    meta = _check_metadata(metadata)
+    meta[_CHECKSUM_KEY] = _checksum(arrays, meta)
+    data = safetensors.numpy.save(arrays, metadata=meta)
+    _atomic_write_bytes(path, data)
+
+
+def _read_header(data, path):
+    """The parsed JSON header of safetensors bytes; ValueError for anything that is not one."""
+    if len(data) == 0:
+        raise ValueError(f"{path}: the file is empty, not a safetensors file")
+    if len(data) < 8:
+        raise ValueError(f"{path}: only {len(data)} bytes, too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8 or n > _MAX_HEADER:
+        raise ValueError(f"{path}: not a safetensors file, or truncated: the header claims "
+                         f"{n} bytes but the file has {len(data)}")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a safetensors file, or a corrupted one: the header is "
+                         f"not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(  # noqa: TRY004  (bad file content, not a bad argument type)
+            f"{path}: corrupted safetensors header: expected a JSON object")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                             for k, v in meta.items()):
+        raise ValueError(f"{path}: corrupted safetensors header: __metadata__ must map "
+                         f"str -> str")
+    return header
+
+
+def _load_state(path):
+    """(arrays, metadata, checksum_verified); see load_state."""
+    import safetensors.numpy
+
+    path = _as_path(path)
+    # one read: the file is not held open or mapped (os.replace over it works on Windows too)
+    # and the header and tensors we check come from the same bytes
+    with open(path, "rb") as f:
+        data = f.read()
+    header = _read_header(data, path)
+    try:
+        raw = safetensors.numpy.load(data)
+    except Exception as exc:  # noqa: BLE001  SafetensorError & co: bad offsets, dtypes, sizes
+        raise ValueError(f"{path}: corrupted or truncated safetensors file: {exc}") from None
+    # copies: writable, native byte order, independent of the file's bytes
+    arrays = {k: np.array(v, dtype=v.dtype.newbyteorder("=")) for k, v in raw.items()}
+    meta = dict(header.get("__metadata__", {}))
+    expected = meta.pop(_CHECKSUM_KEY, None)
+    if expected is not None and expected != _checksum(arrays, meta):
+        raise ValueError(f"{path}: checksum mismatch: the tensors or metadata were modified "
+                         f"or corrupted after the file was written")
+    return arrays, meta, expected is not None
+
+
+def load_state(path):
+    """Read a safetensors file into (arrays, metadata).
+
+    Returns
+    -------
+    arrays : dict of str -> ndarray, writable copies in native byte order.
+    metadata : dict of str -> str (without the internal checksum key).
+
+    Raises FileNotFoundError if `path` does not exist and ValueError naming the file for
+    anything that is not an intact safetensors file (empty, truncated, random bytes, a pickle,
+    a corrupted header, a checksum mismatch). Files written by other tools without the fastnn
+    checksum load unverified. Nothing is ever unpickled: safetensors holds raw numbers only.
+    """
+    arrays, meta, _ = _load_state(path)
+    return arrays, meta
+
+
+# --------------------------------------------------------------------------- models
+def _linear_keys(n_layers):
+    """state_dict keys of torch.nn.Sequential(Linear, act, Linear, ...): Linear l at index 2l."""
+    return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(n_layers)]
+
+
+def save_model(model, path):
+    """Atomically write `model` (an fastnn MLP) to a safetensors file at `path`.
+
+    Tensors: "{2l}.weight" = W_l.T with shape (fan_out, fan_in) and "{2l}.bias" (fan_out,), in
+    the model's dtype: the state_dict of the matching torch.nn.Sequential. Metadata: format,
+    format_version, layer_sizes, activations, output, dtype, init (JSON-encoded strings).
+    """
+    arrays = {}
+    for (wk, bk), W, b in zip(_linear_keys(len(model.weights)), model.weights, model.biases):
+        arrays[wk] = np.ascontiguousarray(np.asarray(W).T)  # torch Linear stores (out, in)
+        arrays[bk] = np.ascontiguousarray(b)
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "layer_sizes": json.dumps([int(s) for s in model.layer_sizes]),
+        "activations": json.dumps(list(model.activations)),
+        "output": json.dumps(model.output),
+        "dtype": json.dumps(np.dtype(model.dtype).name),
+    }
+    init = getattr(model, "init", None)
+    if isinstance(init, str):
+        meta["init"] = json.dumps(init)
+    save_state(path, arrays, meta)
+
+
+def _meta_json(meta, key, path):
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, TypeError):
+        raise ValueError(f"{path}: metadata {key!r} is not valid JSON: {meta[key]!r}") from None
+
+
+def _parse_architecture(meta, path):
+    """(layer_sizes, activations, output, dtype name, init) from model metadata, validated."""
+    from .model import DTYPES, HIDDEN_ACTIVATIONS, INITS, OUTPUT_ACTIVATIONS
+
+    fmt = meta.get("format")
+    if fmt != FORMAT_NAME:
+        what = "has no fastnn metadata" if fmt is None else f"has format {fmt!r}"
+        raise ValueError(f"{path}: not a fastnn model file: the safetensors header {what} "
+                         f"(expected format={FORMAT_NAME!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported fastnn model format version {version!r}; this "
+                         f"fastnn reads version {FORMAT_VERSION!r} (a newer fastnn wrote it?)")
+    missing = [k for k in _MODEL_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: fastnn model metadata lacks {', '.join(missing)}")
+
+    sizes = _meta_json(meta, "layer_sizes", path)
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+                       for s in sizes)):
+        raise ValueError(f"{path}: metadata layer_sizes must be a list of at least two "
+                         f"positive integers, got {meta['layer_sizes']!r}")
+    acts = _meta_json(meta, "activations", path)
+    if not isinstance(acts, list) or len(acts) != len(sizes) - 2:
+        raise ValueError(f"{path}: metadata activations must list one name per hidden layer "
+                         f"({len(sizes) - 2}), got {meta['activations']!r}")
+    for a in acts:
+        if not isinstance(a, str) or a not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"{path}: unknown hidden activation {a!r} in metadata; valid: "
+                             f"{', '.join(sorted(HIDDEN_ACTIVATIONS))}")
+    output = _meta_json(meta, "output", path)
+    if not isinstance(output, str) or output not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"{path}: unknown output activation {output!r} in metadata; valid: "
+                         f"{', '.join(sorted(OUTPUT_ACTIVATIONS))}")
+    dtype = _meta_json(meta, "dtype", path)
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"{path}: unsupported dtype {dtype!r} in metadata; valid: "
+                         f"{', '.join(DTYPES)}")
+    init = _meta_json(meta, "init", path) if "init" in meta else "auto"
+    if not isinstance(init, str) or init not in INITS:
+        raise ValueError(f"{path}: unknown init {init!r} in metadata; valid: {', '.join(INITS)}")
+    return [int(s) for s in sizes], acts, output, dtype, init
+
+
+def load_model(path):
+    """Read a model written by `save_model` and return a new MLP with bit-identical params.
+
+    Raises FileNotFoundError if `path` does not exist, and ValueError naming the file and the
+    problem for foreign files (no fastnn metadata, a pickle, random bytes, empty), truncated or
+    corrupted files, and inconsistent ones (tensor names, shapes or dtypes that disagree with
+    the metadata, unknown activations). Non-finite weights are kept as they are.
+    """
+    from .model import MLP
+
+    path = _as_path(path)
+    arrays, meta, verified = _load_state(path)
+    sizes, acts, output, dtype, init = _parse_architecture(meta, path)
+    if not verified:
+        # save_model always writes one; without it a renamed or dropped key would go unseen
+        raise ValueError(f"{path}: fastnn model file without its {_CHECKSUM_KEY!r} metadata "
+                         f"checksum: tampered with, or not written by fastnn.save_model")
+    keys = _linear_keys(len(sizes) - 1)
+    expected = {k for pair in keys for k in pair}
+    if set(arrays) != expected:
+        extra = sorted(set(arrays) - expected)
+        missing = sorted(expected - set(arrays))
+        raise ValueError(f"{path}: tensors do not match layer_sizes {sizes}: "
+                         f"missing {missing}, unexpected {extra}")
+    # check every tensor before allocating a model whose size the metadata claims
+    for l, (wk, bk) in enumerate(keys):
+        for key, shape in ((wk, (sizes[l + 1], sizes[l])), (bk, (sizes[l + 1],))):
+            a = arrays[key]
+            if a.shape != shape:
+                raise ValueError(f"{path}: tensor {key!r} has shape {a.shape}, but layer_sizes "
+                                 f"{sizes} needs {shape}")
+            if a.dtype != np.dtype(dtype):
+                raise ValueError(f"{path}: tensor {key!r} has dtype {a.dtype}, but the metadata "
+                                 f"says {dtype}")
+    model = MLP(sizes, list(acts), output=output, init=init, dtype=dtype, seed=0)
+    for l, (wk, bk) in enumerate(keys):
+        # same dtype on both sides: a plain copy of the bits, NaN payloads included
+        model.weights[l][...] = arrays[wk].T
+        model.biases[l][...] = arrays[bk]
+    return model
