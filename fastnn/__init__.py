@@ -4,9 +4,13 @@
     history = fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-3), batch_size=32,
                              epochs=20).fit(X, y, validation_data=(Xv, yv))
 """
-from . import optim
+from . import optim, schedules
 from .model import MLP
 from .trainer import History, Trainer, TrainingDiverged
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint
+from .data import train_val_test_split
+from .diagnostics import GradientReport, diagnose
+from .io import load_model as load
 
 __version__ = "0.1.0"
 
@@ -15,5 +19,13 @@ __all__ = [
     "Trainer",
     "History",
     "TrainingDiverged",
+    "Callback",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "train_val_test_split",
+    "diagnose",
+    "GradientReport",
+    "load",
     "optim",
+    "schedules",
 ]

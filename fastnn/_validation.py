@@ -37,17 +37,51 @@ def check_choice(value, name, choices):
     return value
 
 
+def check_flag(value, name):
+    """True/False (also numpy bools and the integers 0 and 1); anything else is a TypeError,
+    so that shuffle="no" is not silently truthy."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                               and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_seed(seed, name="seed"):
+    """None, a non-negative integer, or a numpy SeedSequence / BitGenerator / Generator: what
+    np.random.default_rng takes, minus its quirks (bools, floats, negative numbers)."""
+    if seed is None or isinstance(seed, (np.random.SeedSequence, np.random.BitGenerator,
+                                         np.random.Generator)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be None or a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _numeric(a, name):
+    """np.asarray(a), refused unless its dtype is bool, integer or real floating point (no
+    object, str, bytes, complex, datetime, timedelta or structured arrays)."""
     try:
         arr = np.asarray(a)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric (bool, integer or float) array, got dtype "
+                        f"{arr.dtype}")
     return arr
+
+
+def _as_finite(arr, dtype, name):
+    """arr as a C-contiguous array of `dtype`; ValueError if it holds NaN or infinity, or
+    values that overflow `dtype` (1e39 in a float32 model)."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        raise ValueError(f"{name} has values too large for the model's dtype {np.dtype(dtype)}")
+    return out
 
 
 def check_features(X, n_features, dtype, name="X"):
@@ -62,10 +96,7 @@ def check_features(X, n_features, dtype, name="X"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model's input layer "
                          f"expects {n_features}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
+    return _as_finite(arr, dtype, name)
 
 
 def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
@@ -81,17 +112,19 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
         raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n_samples}")
     empty_index = np.empty(0, dtype=np.int64)
     if loss == "cross_entropy" and arr.ndim == 1:
-        if not np.isfinite(arr.astype(np.float64, copy=False)).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        labels = arr.astype(np.int64)
-        if not np.array_equal(labels, arr):
-            raise ValueError(f"{name} holds class labels for cross_entropy and must be integers, "
-                             f"got non-integral values")
-        bad = (labels < 0) | (labels >= n_outputs)
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} contains NaN or infinity")
+            if (arr != np.floor(arr)).any():
+                raise ValueError(f"{name} holds class labels for cross_entropy and must be "
+                                 f"integers, got non-integral values")
+        # compared before any cast: uint64 2**64-1 must not wrap to -1
+        bad = (arr < 0) | (arr >= n_outputs)
         if bad.any():
             raise ValueError(f"{name} has labels outside [0, {n_outputs}) for the output layer of "
-                             f"size {n_outputs}: e.g. {labels[bad][0]}")
-        return np.ascontiguousarray(labels), np.empty((0, n_outputs), dtype=dtype)
+                             f"size {n_outputs}: e.g. {arr[bad][0]}")
+        labels = np.ascontiguousarray(arr, dtype=np.int64)
+        return labels, np.empty((0, n_outputs), dtype=dtype)
     if arr.ndim == 1:
         if n_outputs != 1:
             raise ValueError(f"{name} is 1-D but the model has {n_outputs} outputs: pass "
@@ -102,9 +135,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the model has {n_outputs} "
                          f"outputs")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+    out = _as_finite(arr, dtype, name)
     if loss in ("binary_cross_entropy", "cross_entropy") and ((out < 0) | (out > 1)).any():
         raise ValueError(f"{name} must hold probabilities in [0, 1] for {loss}")
     return empty_index, out

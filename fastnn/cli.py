@@ -19,8 +19,25 @@ def _int_list(text):
     return sizes
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: "fastnn train: error: ... (see fastnn train --help)"."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fastnn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an MLP and report its test metric",
                        description="Train an MLP on the bundled digits data or on --data, with "
@@ -44,6 +61,13 @@ def build_parser():
     t.add_argument("--test-size", type=float, default=0.15, help="test fraction (default: 0.15)")
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     t.add_argument("--seed", type=int, default=0, help="seeds the split, init and shuffling")
+    t.add_argument("--patience", type=_non_negative_int, default=None, metavar="N",
+                   help="early stopping: stop after N epochs without a lower validation loss "
+                        "and restore the best epoch's weights (default: off)")
+    t.add_argument("--save", metavar="FILE", help="write the trained (best) model to FILE "
+                                                  "(.safetensors, loads with fastnn.load)")
+    t.add_argument("--plot", metavar="FILE.png", help="write learning curves and per-layer "
+                                                      "gradient norms to FILE.png (matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -83,6 +107,14 @@ def load_data(path, val_size, test_size, seed, task):
 def train(args):
     import fastnn
 
+    if args.patience is not None and args.val_size == 0:
+        raise ValueError("--patience needs a validation set: pass --val-size > 0")
+    if args.plot is not None:
+        from .plot import _matplotlib
+        try:
+            _matplotlib()  # fail before training, not after it
+        except ImportError as exc:
+            raise ValueError(f"--plot: {exc}") from None
     X_train, X_val, X_test, y_train, y_val, y_test, classification = load_data(
         args.data, args.val_size, args.test_size, args.seed, args.task)
     if classification:
@@ -102,14 +134,35 @@ def train(args):
     print(f"fastnn: {model}; {len(X_train)} train / {len(X_val)} validation / {len(X_test)} "
           f"test samples; {optimizer}, batch_size={batch_size}, epochs={args.epochs}",
           file=sys.stderr)
+    callbacks = []
+    if args.patience is not None:
+        if not has_val:
+            raise ValueError("--patience needs a validation set, but the split left none: "
+                             "raise --val-size")
+        stopper = fastnn.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                       restore_best_weights=True)
+        callbacks.append(stopper)
     trainer = fastnn.Trainer(model, optimizer, batch_size=batch_size, epochs=args.epochs,
-                             seed=args.seed, verbose=0 if args.quiet else 1)
+                             seed=args.seed, callbacks=callbacks,
+                             verbose=0 if args.quiet else 1)
     history = trainer.fit(X_train, y_train,
                           validation_data=(X_val, y_val) if has_val else None)
-    last = {k: v[-1] for k, v in history.history.items() if k != "grad_norm"}
-    print("fastnn: last epoch " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
-                                             if k in ("loss", "accuracy", "val_loss",
-                                                      "val_accuracy")), file=sys.stderr)
+    shown = ("loss", "accuracy", "r2", "val_loss", "val_accuracy", "val_r2")
+    epoch = len(history.epoch) - 1
+    what = "last epoch"
+    if callbacks:
+        epoch = history.epoch.index(stopper.best_epoch)
+        stopped = (f"stopped early after epoch {stopper.stopped_epoch + 1}; "
+                   if stopper.stopped_epoch else "")
+        what = f"{stopped}restored the best epoch ({stopper.best_epoch + 1})"
+    print(f"fastnn: {what}: " + ", ".join(f"{k}={history[k][epoch]:.4g}" for k in shown
+                                          if k in history.history), file=sys.stderr)
+    if args.save is not None:
+        model.save(args.save)
+        print(f"fastnn: saved the model to {args.save}", file=sys.stderr)
+    if args.plot is not None:
+        history.plot(args.plot)
+        print(f"fastnn: wrote {args.plot}", file=sys.stderr)
     if len(X_test) == 0:
         return 0
     if classification:
@@ -129,8 +182,10 @@ def main(argv=None):
     try:
         if args.command == "train":
             return train(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
-        print(f"fastnn: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
+        # one line, whatever the message holds (numpy's can span several)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"fastnn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)

@@ -4,7 +4,8 @@ import numpy as np
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
 from ._kernels.network import evaluate_batches, forward_loss_backward
-from ._validation import check_choice, check_features, check_positive_int, check_targets
+from ._validation import (_numeric, check_choice, check_features, check_positive_int,
+                          check_seed, check_targets)
 
 HIDDEN_ACTIVATIONS = {
     "identity": _dense.IDENTITY,
@@ -91,9 +92,14 @@ class MLP:
                       for i, s in enumerate(layer_sizes))
         n_hidden = len(sizes) - 2
         if isinstance(activation, str):
+            check_choice(activation, "activation", HIDDEN_ACTIVATIONS)  # even with no hidden
             acts = (activation,) * n_hidden
         else:
-            acts = tuple(activation)
+            try:
+                acts = tuple(activation)
+            except TypeError:
+                raise TypeError(f"activation must be a name or a list of names, got "
+                                f"{activation!r}") from None
             if len(acts) != n_hidden:
                 raise ValueError(f"activation lists {len(acts)} names but there are {n_hidden} "
                                  f"hidden layers")
@@ -103,15 +109,24 @@ class MLP:
         check_choice(init, "init", INITS)
         if isinstance(dtype, str):
             check_choice(dtype, "dtype", DTYPES)
-        dt = np.dtype(dtype)
+        try:
+            if dtype is None:  # np.dtype(None) would silently be float64
+                raise TypeError
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
         if dt.name not in DTYPES:
             raise ValueError(f"unknown dtype {dt.name!r}; valid: {', '.join(DTYPES)}")
 
-        self.layer_sizes = sizes
-        self.activations = acts
-        self.output = output
+        seed = check_seed(seed)
+
+        # read-only properties below: the kernels trust the private copies, so a rebound
+        # layer_sizes or dtype must not let a wrong-width or wrong-dtype X through the checks
+        self._layer_sizes = sizes
+        self._activations = acts
+        self._output = output
         self.init = init
-        self.dtype = dt
+        self._dtype = dt
         L = len(sizes) - 1
         # the architecture as data for the kernels
         self._sizes = np.array(sizes, dtype=np.int64)
@@ -126,15 +141,60 @@ class MLP:
             off += sizes[l] * sizes[l + 1]
             self._b_off[l] = off
             off += sizes[l + 1]
-        self.params = np.zeros(off, dtype=dt)
-        self.weights = [self.params[self._w_off[l]:self._b_off[l]].reshape(sizes[l], sizes[l + 1])
-                        for l in range(L)]
-        self.biases = [self.params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
-                       for l in range(L)]
+        self._params = np.zeros(off, dtype=dt)
+        self._weights = tuple(
+            self._params[self._w_off[l]:self._b_off[l]].reshape(sizes[l], sizes[l + 1])
+            for l in range(L))
+        self._biases = tuple(self._params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
+                             for l in range(L))
         self._predict_ws = None
         self.initialize(seed)
 
     # ------------------------------------------------------------------ structure
+    @property
+    def layer_sizes(self):
+        """(n_in, hidden..., n_out), fixed at construction."""
+        return self._layer_sizes
+
+    @property
+    def activations(self):
+        """The hidden activations' names, one per hidden layer."""
+        return self._activations
+
+    @property
+    def output(self):
+        return self._output
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def params(self):
+        """All parameters, one flat (n_params,) array [W_0, b_0, W_1, b_1, ...].
+
+        `model.params = values` copies into this buffer (weights, biases and the kernels keep
+        pointing at it) after checking that values has n_params numbers."""
+        return self._params
+
+    @params.setter
+    def params(self, values):
+        arr = _numeric(values, "params")
+        if arr.shape != self._params.shape:
+            raise ValueError(f"params must have shape ({self._params.size},) for layer_sizes "
+                             f"{list(self.layer_sizes)}, got {arr.shape}")
+        self._params[...] = arr
+
+    @property
+    def weights(self):
+        """Tuple of the (fan_in, fan_out) views W_l into params (assign with W[...] = ...)."""
+        return self._weights
+
+    @property
+    def biases(self):
+        """Tuple of the (fan_out,) views b_l into params."""
+        return self._biases
+
     @property
     def n_layers(self):
         """Number of dense layers (weight matrices)."""
@@ -164,7 +224,7 @@ class MLP:
 
     def initialize(self, seed=None):
         """Draw fresh weights (biases to zero) with the model's init scheme."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         for l, W in enumerate(self.weights):
             fan_in, fan_out = W.shape
             follows = self.activations[l] if l < len(self.activations) else self.output

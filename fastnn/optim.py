@@ -64,7 +64,10 @@ class Optimizer:
     def bind(self, n_params, dtype):
         """Allocate (or keep) the state for a parameter buffer of this size and dtype."""
         shape = (self.n_slots, n_params)
-        if self.state is None or self.state.shape != shape or self.state.dtype != dtype:
+        if self.state is not None and self.state.shape == shape and self.state.dtype != dtype:
+            # e.g. a float64 state_dict loaded for a float32 model: keep it, as torch does
+            self.state = self.state.astype(dtype)
+        if self.state is None or self.state.shape != shape:
             self.state = self._initial_state(shape, dtype)
             self.step_count[0] = 0
         return self.state

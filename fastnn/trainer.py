@@ -57,6 +57,8 @@ class History:
     def grad_norms(self):
         """(epochs, layers) float64 array: ||dW_l|| averaged over each epoch's steps."""
         norms = self.history.get("grad_norm", [])
+        if not norms:
+            return np.empty((0, 0))
         return np.array(norms, dtype=np.float64).reshape(len(norms), -1)
 
     def plot(self, path=None, **kwargs):
@@ -87,10 +89,13 @@ class Trainer:
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
     verbose : 0 silent, 1 a progress bar.
+    device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
+        and optimizer state on the GPU for the whole fit (fastnn/cuda_trainer.py).
     """
 
     def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
-                 seed=None, callbacks=None, clip_grad_norm=None, verbose=1):
+                 seed=None, callbacks=None, clip_grad_norm=None, verbose=1,
+                 device="cpu"):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastnn.MLP, got {type(model).__name__}")
         if optimizer is None:
@@ -119,6 +124,12 @@ class Trainer:
         if not (isinstance(verbose, (numbers.Integral, np.bool_)) and verbose in (0, 1, 2)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
+        if not isinstance(device, str) or device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":  # fail here, not mid-fit, when no GPU is usable
+            from ._kernels.cuda import require_gpu
+            require_gpu()
+        self.device = device
         self.stop_training = False
         self.history = None
         self._rng = np.random.default_rng(seed)
@@ -136,6 +147,13 @@ class Trainer:
         validation_data : (X_val, y_val) evaluated after every epoch.
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
             Keras) held out as validation data when validation_data is not given.
+
+        Errors leave a consistent state: the model's weights, the optimizer's state and
+        step count, and `trainer.history` all describe the end of the last completed epoch
+        (then callbacks such as EarlyStopping(restore_best_weights=True) restore their best).
+        A non-finite loss, gradient, weight or validation loss raises TrainingDiverged at
+        once; Ctrl-C stops at the next chunk boundary (about CHUNK_SECONDS) and re-raises
+        KeyboardInterrupt; a second Ctrl-C interrupts at once, without the roll back.
         """
         # settings are plain attributes (trainer.epochs = 5, then fit again): check them again,
         # a batch_size of 0 would never advance through the data
@@ -173,6 +191,9 @@ class Trainer:
         return self._run(X, y_index, y_float, val)
 
     def _run(self, X, y_index, y_float, val):
+        if self.device == "cuda":
+            from .cuda_trainer import fit_cuda
+            return fit_cuda(self, X, y_index, y_float, val)
         model, opt = self.model, self.optimizer
         N = X.shape[0]
         batch = N if self.batch_size is None else min(self.batch_size, N)

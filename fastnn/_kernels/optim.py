@@ -6,6 +6,9 @@ fastnn/optim.py); scalars derived from the step count (bias corrections, decayed
 once per step in float64 and cast to the buffer dtype, so the element loop stays in that dtype.
 `state` is (n_slots, n_params) in the parameter dtype; `step` counts from 1. `grad_scale`
 multiplies every gradient element (gradient-norm clipping), 1 when not clipping.
+
+error_model="numpy": division follows IEEE (x/0 is inf or nan, as in torch) instead of Python's
+ZeroDivisionError check, whose branch inside the loop stops LLVM from vectorizing it.
 """
 import math
 
@@ -15,7 +18,7 @@ from numba import njit
 SGD, ADAM, ADAGRAD, ADADELTA, RMSPROP = range(5)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sgd_update(p, g, state, hyper, step, grad_scale):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (initialised to the first gradient, as torch does)."""
@@ -48,7 +51,7 @@ def sgd_update(p, g, state, hyper, step, grad_scale):
         p[i] -= lr * gi
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_update(p, g, state, hyper, step, grad_scale):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled];
     state[0] = m, state[1] = v, state[2] = max v (amsgrad only).
@@ -99,7 +102,7 @@ def adam_update(p, g, state, hyper, step, grad_scale):
             p[i] = pi - step_size * mi / (np.sqrt(vi) * inv_bc2_sqrt + eps)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adagrad_update(p, g, state, hyper, step, grad_scale):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value, eps];
     state[0] = sum of squared gradients (starts at initial_accumulator_value).
@@ -119,7 +122,7 @@ def adagrad_update(p, g, state, hyper, step, grad_scale):
         p[i] -= clr * gi / (np.sqrt(si) + eps)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adadelta_update(p, g, state, hyper, step, grad_scale):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay];
     state[0] = v (running mean of g^2), state[1] = u (running mean of squared updates).
@@ -145,7 +148,7 @@ def adadelta_update(p, g, state, hyper, step, grad_scale):
         p[i] -= lr * dx
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rmsprop_update(p, g, state, hyper, step, grad_scale):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state[0] = v (running mean of g^2), then the momentum buffer b (momentum > 0), then the

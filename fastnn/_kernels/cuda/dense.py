@@ -1,0 +1,312 @@
+"""Dense layer on the GPU: a tiled shared-memory GEMM with the bias + activation epilogue fused.
+
+Forward   z = x @ W + b,  a = act(z)                      (one GEMM launch, epilogue fused)
+Backward  dW = x.T @ dz,  db = sum_rows(dz),  dx = dz @ W.T,  dz_prev = dx * act'(prev)
+
+Mirrors fastnn/_kernels/dense.py: same function names, argument order, shapes and activation
+codes; arguments are device arrays (C-contiguous) and the launchers allocate nothing. Shapes:
+x (B, fan_in), W (fan_in, fan_out), b (fan_out,), z/a/dz (B, fan_out).
+
+GEMM: each block computes a TILE x TILE tile of C, staging TILE_K-deep slabs of op(A) and
+op(B) through shared memory; each of its (TILE/WORK)^2 threads keeps a WORK x WORK register
+tile of C, strided by TILE/WORK so that neighbouring threads touch neighbouring columns. The
+constants are read at launch time and the kernel is built (and cached) per value, so the tests
+patch them small to make several blocks run in the simulator.
+"""
+import functools
+import math
+
+from numba import cuda
+
+from ..dense import ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_RELU_SLOPE, RELU, \
+    SIGMOID, SOFTMAX, TANH
+
+TILE = 64  # side of the C tile one block computes
+TILE_K = 16  # depth of the shared-memory slabs of op(A) and op(B)
+WORK = 4  # each thread computes WORK x WORK outputs: (TILE / WORK)^2 threads per block
+THREADS = 256  # threads per block of the elementwise and per-row kernels
+
+NO_EPILOGUE = -1  # gemm: plain C = op(A) @ op(B)
+
+
+def keeps_preactivation(act):
+    """Same rule as the CPU kernel: the backward (or the loss) needs z itself."""
+    return act == GELU or act == SOFTMAX or act == SIGMOID
+
+
+# ---------------------------------------------------------------------------- device functions
+@cuda.jit(device=True, inline=True)
+def _activate(v, act, like):
+    """act(v) for the elementwise activations (softmax is done per row). `like` gives the dtype
+    so that constants stay in float32 for float32 buffers."""
+    t = like.dtype.type
+    zero = t(0.0)
+    one = t(1.0)
+    if act == RELU:
+        return v if v > zero else zero
+    if act == LEAKY_RELU:
+        return v if v > zero else t(LEAKY_RELU_SLOPE) * v
+    if act == TANH:
+        return math.tanh(v)
+    if act == ELU:
+        return v if v > zero else t(ELU_ALPHA) * math.expm1(v)
+    if act == SIGMOID:
+        return one / (one + math.exp(-v))
+    if act == GELU:
+        return t(0.5) * v * (one + math.erf(v * t(1.0 / math.sqrt(2.0))))
+    return v  # IDENTITY
+
+
+@cuda.jit(device=True, inline=True)
+def _activation_grad(g, a, z, act, like):
+    """g * act'(z) with the derivative taken from the output a where it can be (z for gelu)."""
+    t = like.dtype.type
+    zero = t(0.0)
+    one = t(1.0)
+    if act == RELU:
+        return g if a > zero else zero
+    if act == LEAKY_RELU:
+        return g if a > zero else g * t(LEAKY_RELU_SLOPE)
+    if act == TANH:
+        return g * (one - a * a)
+    if act == ELU:
+        return g if a > zero else g * (a + t(ELU_ALPHA))
+    if act == SIGMOID:
+        return g * (a * (one - a))
+    if act == GELU:
+        half = t(0.5)
+        cdf = half * (one + math.erf(z * t(1.0 / math.sqrt(2.0))))
+        pdf = t(1.0 / math.sqrt(2.0 * math.pi)) * math.exp(-half * z * z)
+        return g * (cdf + z * pdf)
+    return g  # IDENTITY
+
+
+# ---------------------------------------------------------------------------- kernels
+@functools.lru_cache(maxsize=None)
+def _gemm_kernel(tile, tile_k, work):
+    """The tiled GEMM for one (TILE, TILE_K, WORK): shared and register tile shapes must be
+    compile-time constants, so they are closure constants of a kernel built per value."""
+    threads = tile // work  # per block side
+    n_threads = threads * threads
+    slab = tile_k * tile
+    loads = (slab + n_threads - 1) // n_threads  # elements of each slab one thread loads
+
+    @cuda.jit
+    def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act):
+        """C (M, N) = op(A) @ op(B); op(A) = A.T when trans_a (A stored (K, M)), op(B) = B.T
+        when trans_b (B stored (N, K)). With act >= 0 the epilogue adds bias (N,) and applies
+        the activation: z = acc + b is stored in Z when keeps_preactivation(act), and
+        C = act(z) unless act is softmax (done per row afterwards)."""
+        t = C.dtype.type
+        zero = t(0.0)
+        M, N = C.shape
+        K = A.shape[0] if trans_a else A.shape[1]
+        As = cuda.shared.array((tile_k, tile), C.dtype)  # As[kk, mm] = op(A)[m0+mm, k0+kk]
+        Bs = cuda.shared.array((tile_k, tile), C.dtype)  # Bs[kk, nn] = op(B)[k0+kk, n0+nn]
+        acc = cuda.local.array((work, work), C.dtype)
+        ra = cuda.local.array(work, C.dtype)
+        rb = cuda.local.array(work, C.dtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * threads + tx
+        m0 = cuda.blockIdx.y * tile
+        n0 = cuda.blockIdx.x * tile
+        for i in range(work):
+            for j in range(work):
+                acc[i, j] = zero
+        for k0 in range(0, K, tile_k):
+            # stage the slabs; the fastest-varying index follows the contiguous memory axis
+            for s in range(loads):
+                e = tid + s * n_threads
+                if e < slab:
+                    if trans_a:  # A[k, m]: m contiguous
+                        kk = e // tile
+                        mm = e % tile
+                    else:  # A[m, k]: k contiguous
+                        mm = e // tile_k
+                        kk = e % tile_k
+                    m = m0 + mm
+                    k = k0 + kk
+                    v = zero
+                    if m < M and k < K:
+                        v = A[k, m] if trans_a else A[m, k]
+                    As[kk, mm] = v
+                    if trans_b:  # B[n, k]: k contiguous
+                        nn = e // tile_k
+                        kk = e % tile_k
+                    else:  # B[k, n]: n contiguous
+                        kk = e // tile
+                        nn = e % tile
+                    n = n0 + nn
+                    k = k0 + kk
+                    v = zero
+                    if n < N and k < K:
+                        v = Bm[n, k] if trans_b else Bm[k, n]
+                    Bs[kk, nn] = v
+            cuda.syncthreads()
+            for kk in range(tile_k):
+                for i in range(work):
+                    ra[i] = As[kk, ty + i * threads]
+                for j in range(work):
+                    rb[j] = Bs[kk, tx + j * threads]
+                for i in range(work):
+                    for j in range(work):
+                        acc[i, j] += ra[i] * rb[j]
+            cuda.syncthreads()
+        for i in range(work):
+            m = m0 + ty + i * threads
+            if m < M:
+                for j in range(work):
+                    n = n0 + tx + j * threads
+                    if n < N:
+                        v = acc[i, j]
+                        if act < 0:
+                            C[m, n] = v
+                        else:
+                            v += bias[n]
+                            if act == GELU or act == SOFTMAX or act == SIGMOID:
+                                Z[m, n] = v
+                            if act != SOFTMAX:
+                                C[m, n] = _activate(v, act, C)
+
+    return gemm_kernel
+
+
+@cuda.jit
+def bias_activation_kernel(a, z, b, act):
+    """a = act(z + b) elementwise; z = z + b kept when keeps_preactivation(act). Softmax:
+    only z + b here, the row pass follows."""
+    B, n = z.shape
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for idx in range(start, B * n, stride):
+        i = idx // n
+        j = idx - i * n
+        v = z[i, j] + b[j]
+        if act == GELU or act == SOFTMAX or act == SIGMOID:
+            z[i, j] = v
+        if act != SOFTMAX:
+            a[i, j] = _activate(v, act, a)
+
+
+@cuda.jit
+def softmax_rows_kernel(a, z):
+    """a[i] = softmax(z[i]) with the row max subtracted; one thread per row."""
+    B, n = z.shape
+    i = cuda.grid(1)
+    if i >= B:
+        return
+    t = a.dtype.type
+    m = z[i, 0]
+    for j in range(n):
+        if z[i, j] > m:
+            m = z[i, j]
+    s = t(0.0)
+    for j in range(n):
+        e = math.exp(z[i, j] - m)
+        a[i, j] = e
+        s += e
+    inv = t(1.0) / s
+    for j in range(n):
+        a[i, j] *= inv
+
+
+@cuda.jit
+def activation_backward_kernel(dz, a, z, act):
+    """dz *= act'(z) elementwise (every activation but softmax)."""
+    B, n = dz.shape
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for idx in range(start, B * n, stride):
+        i = idx // n
+        j = idx - i * n
+        dz[i, j] = _activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
+
+
+@cuda.jit
+def softmax_backward_rows_kernel(dz, a):
+    """Softmax Jacobian-vector product per row: dz_j = a_j (g_j - sum_k g_k a_k)."""
+    B, n = dz.shape
+    i = cuda.grid(1)
+    if i >= B:
+        return
+    s = dz.dtype.type(0.0)
+    for j in range(n):
+        s += dz[i, j] * a[i, j]
+    for j in range(n):
+        dz[i, j] = a[i, j] * (dz[i, j] - s)
+
+
+@cuda.jit
+def column_sum_kernel(db, dz):
+    """db[j] = sum_i dz[i, j]; one thread per column, rows in order (as the CPU loop)."""
+    B, n = dz.shape
+    j = cuda.grid(1)
+    if j >= n:
+        return
+    s = db.dtype.type(0.0)
+    for i in range(B):
+        s += dz[i, j]
+    db[j] = s
+
+
+# ---------------------------------------------------------------------------- launchers
+def _blocks(n):
+    return max((n + THREADS - 1) // THREADS, 1)
+
+
+def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=None):
+    """C = op(A) @ op(B), op = transpose where asked; with act >= 0 the bias + activation
+    epilogue (see gemm_kernel) writes a = C and, when kept, z = Z."""
+    M, N = C.shape
+    if M == 0 or N == 0:
+        return
+    threads = TILE // WORK
+    kernel = _gemm_kernel(TILE, TILE_K, WORK)
+    grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
+    kernel[grid, (threads, threads)](C, C if Z is None else Z, A, B,
+                                     C[0] if bias is None else bias, trans_a, trans_b, act)
+
+
+def bias_activation_forward(a, z, b, act):
+    """z += b (row-broadcast), a = act(z). a may be z itself unless keeps_preactivation."""
+    B, n = z.shape
+    if B == 0:
+        return
+    bias_activation_kernel[_blocks(B * n), THREADS](a, z, b, act)
+    if act == SOFTMAX:
+        softmax_rows_kernel[_blocks(B), THREADS](a, z)
+
+
+def activation_backward(dz, a, z, act):
+    """dz *= act'(z) in place (dL/da in, dL/dz out); z is read only for gelu."""
+    B, n = dz.shape
+    if act == IDENTITY or B == 0:
+        return
+    if act == SOFTMAX:
+        softmax_backward_rows_kernel[_blocks(B), THREADS](dz, a)
+    else:
+        activation_backward_kernel[_blocks(B * n), THREADS](dz, a, z, act)
+
+
+def column_sum(db, dz):
+    """db = column sums of dz (B, n)."""
+    column_sum_kernel[_blocks(db.shape[0]), THREADS](db, dz)
+
+
+def dense_forward(a, z, x, W, b, act):
+    """a = act(x @ W + b): one GEMM launch with the epilogue fused (plus a row pass for
+    softmax). z receives the pre-activation when keeps_preactivation(act), else it is unused
+    (and may be a itself)."""
+    gemm(a, x, W, bias=b, act=act, Z=z)
+    if act == SOFTMAX:
+        softmax_rows_kernel[_blocks(a.shape[0]), THREADS](a, z)
+
+
+def dense_backward(dx, dW, db, dz, x, W):
+    """dW = x.T @ dz, db = column sums of dz (both overwritten), and dx = dz @ W.T when dx has
+    rows (pass None or an empty dx for the first layer)."""
+    gemm(dW, x, dz, trans_a=True)
+    column_sum(db, dz)
+    if dx is not None and dx.shape[0] > 0:
+        gemm(dx, dz, W, trans_b=True)

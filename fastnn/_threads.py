@@ -1,0 +1,86 @@
+"""Thread settings around fit, evaluate and predict.
+
+Why this exists: the numpy and scipy wheels each ship their own OpenBLAS, each with its own
+thread pool, and numba's np.dot (every GEMM in fastnn's kernels) calls scipy's. An OpenBLAS
+worker keeps spinning for a while after each call, so two pools (or one pool and another
+process) busy on the same two cores slow small GEMMs by up to 30x. fastnn therefore decides:
+
+- scipy's BLAS pool (the one the kernels use) gets `blas_threads(...)` threads for the call:
+  all allowed cores when the step's largest GEMM is big enough to gain from them, else 1
+  (OpenBLAS splits even mid-sized GEMMs, and the hand-off costs more than it saves there);
+- numpy's BLAS pool (unused by fastnn's kernels) is held at 1 thread during the call, so that
+  a pool left spinning by the caller's own numpy work cannot compete;
+- numba's own thread pool is left alone: fastnn's kernels use no prange, so it never starts.
+
+Limits only ever go down: an outer `threadpoolctl.threadpool_limits(...)` or
+OPENBLAS_NUM_THREADS that allows fewer threads wins. FASTNN_BLAS_THREADS=n fixes the count.
+Everything is restored when the call returns. Measurements behind the thresholds:
+benchmarks/README.md.
+"""
+import os
+from contextlib import contextmanager
+
+# A step whose largest GEMM has fewer multiply-adds than this runs BLAS on one thread.
+PARALLEL_GEMM_MIN_MACS = 1 << 22
+
+_controllers = None  # (scipy's BLAS pools, numpy's other BLAS pools), found once
+
+
+def _pools():
+    global _controllers
+    if _controllers is None:
+        # the BLAS numba calls; importing it first puts its library in the process
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        blas = ThreadpoolController().select(user_api="blas")
+        libs = blas.lib_controllers
+        kernel = [c.filepath for c in libs if "scipy" in os.path.basename(
+            os.path.dirname(c.filepath))]
+        if not kernel:  # one shared BLAS (conda, system packages): that is the one
+            kernel = [c.filepath for c in libs]
+        other = [c.filepath for c in libs if c.filepath not in kernel]
+        _controllers = (blas.select(filepath=kernel), blas.select(filepath=other))
+    return _controllers
+
+
+def cores():
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def blas_threads(layer_sizes, batch):
+    """BLAS threads for steps on `batch` rows of a network with these layer widths."""
+    fixed = os.environ.get("FASTNN_BLAS_THREADS")
+    if fixed:
+        return max(1, int(fixed))
+    largest = max(batch * fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return cores() if largest >= PARALLEL_GEMM_MIN_MACS else 1
+
+
+def _current(select):
+    counts = [c.num_threads for c in select.lib_controllers]
+    return min(counts) if counts else 1
+
+
+@contextmanager
+def compute_threads(layer_sizes, batch):
+    """Context for one fit / evaluate / predict: kernel BLAS at blas_threads(...) (never above
+    its current setting), numpy's BLAS at 1; restored on exit."""
+    kernel, other = _pools()
+    n = min(blas_threads(layer_sizes, batch), _current(kernel))
+    with kernel.limit(limits=n), other.limit(limits=1):
+        yield n
+
+
+def describe():
+    """One line: the BLAS pools fastnn sees and their current thread counts."""
+    kernel, other = _pools()
+    parts = [f"kernel BLAS {c.internal_api} {c.version} "
+             f"({getattr(c, 'architecture', '?')}) x{c.num_threads}" for c in kernel.lib_controllers]
+    parts += [f"other BLAS {c.internal_api} {c.version} x{c.num_threads}"
+              for c in other.lib_controllers]
+    return f"{cores()} cores; " + "; ".join(parts)

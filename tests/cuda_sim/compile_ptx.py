@@ -1,0 +1,68 @@
+"""Compile every CUDA kernel to PTX for a real GPU target, without a GPU, in float32 and
+float64: the simulator runs kernels as Python and accepts code that NVVM's typing rejects
+(numba.cuda's max() of two values, for one), so this is the check that the kernels build.
+
+    python tests/cuda_sim/compile_ptx.py    # exit 0: all built; 77: no CUDA toolkit (NVVM)
+
+Run by tests/test_cuda.py in its own process: it stubs numba's current-device lookup (device
+functions ask the driver for the compute capability) with sm_80.
+"""
+import sys
+import time
+import types
+
+import numba.cuda.dispatcher as _dispatcher
+from numba import cuda
+from numba import types as T
+
+NO_TOOLKIT = 77
+CC = (8, 0)
+_dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=CC)
+
+
+def kernels(dt):
+    from fastnn._kernels.cuda import dense, losses, network, optim
+    a1, a2 = dt[::1], dt[:, ::1]
+    f8, i8, b1 = T.float64, T.int64, T.boolean
+    f1, f2, i1, s1 = T.float64[::1], T.float64[:, ::1], T.int64[::1], T.int32[::1]
+    return [
+        (dense._gemm_kernel(dense.TILE, dense.TILE_K, dense.WORK),
+         (a2, a2, a2, a2, a1, b1, b1, i8)),
+        (dense.bias_activation_kernel, (a2, a2, a1, i8)),
+        (dense.softmax_rows_kernel, (a2, a2)),
+        (dense.activation_backward_kernel, (a2, a2, a2, i8)),
+        (dense.softmax_backward_rows_kernel, (a2, a2)),
+        (dense.column_sum_kernel, (a1, a2)),
+        (losses.loss_forward_backward_kernel, (a2, a2, a2, i1, a2, i8, i8, f1, f1, i8, s1)),
+        (network.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8)),
+        (network._sumsq_kernel(network.NORM_THREADS), (f2, a1, i1)),
+        (network.clip_and_check_kernel, (f1, f1, f2, f8, s1)),
+        (optim.sgd_kernel, (a1, a1, a2, f8, f8, f8, f8, b1, b1, f1)),
+        (optim.adam_kernel, (a1, a1, a2) + (f8,) * 8 + (b1, f1)),
+        (optim.adagrad_kernel, (a1, a1, a2, f8, f8, f8, f1)),
+        (optim.adadelta_kernel, (a1, a1, a2) + (f8,) * 5 + (f1,)),
+        (optim.rmsprop_kernel, (a1, a1, a2) + (f8,) * 6 + (b1, i8, i8, f1)),
+    ]
+
+
+def main():
+    def probe(a):
+        a[0] = 1.0
+
+    try:
+        cuda.compile_ptx(probe, (T.float32[::1],), cc=CC)
+    except Exception as exc:  # no NVVM / toolkit on this machine
+        print(f"no CUDA toolkit to compile with: {type(exc).__name__}: {exc}")
+        return NO_TOOLKIT
+    for dt in (T.float32, T.float64):
+        for kernel, sig in kernels(dt):
+            t = time.perf_counter()
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC)
+            f64 = ptx.count(".f64") if dt == T.float32 else 0
+            print(f"{dt} {kernel.py_func.__name__}: {time.perf_counter() - t:.2f} s, "
+                  f"{len(ptx.splitlines())} PTX lines" + (f", {f64} f64 ops" if f64 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""CUDA kernels under Numba's CUDA simulator.
+
+NUMBA_ENABLE_CUDASIM=1 must be set before numba is first imported, so these tests run in their
+own pytest process: tests/test_cuda.py launches `python -m pytest tests/cuda_sim` with it set.
+In any other process (a plain `python -m pytest` from the root) this directory is skipped.
+The fixture below patches the tile and block sizes small so that every kernel runs several
+blocks (and the GEMM several K slabs) on shapes the simulator handles in seconds.
+"""
+import os
+
+import pytest
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+if not SIMULATED:
+    collect_ignore_glob = ["test_*.py"]
+
+
+@pytest.fixture(autouse=True)
+def small_tiles(monkeypatch):
+    from fastnn._kernels.cuda import dense, network
+    monkeypatch.setattr(dense, "TILE", 4)
+    monkeypatch.setattr(dense, "TILE_K", 4)
+    monkeypatch.setattr(dense, "WORK", 2)
+    monkeypatch.setattr(dense, "THREADS", 4)
+    monkeypatch.setattr(network, "NORM_THREADS", 4)
+    monkeypatch.setattr(network, "NORM_BLOCKS", 3)

@@ -1,0 +1,277 @@
+"""Every CUDA kernel against its CPU twin (and the GEMM against float64 NumPy), in float32 and
+float64, on tiny shapes with tiles patched to 4 (conftest) so that several blocks run.
+Run through tests/test_cuda.py (a subprocess with NUMBA_ENABLE_CUDASIM=1)."""
+import numpy as np
+import pytest
+from numba import cuda
+
+from fastnn._kernels import dense as cpu_dense
+from fastnn._kernels import losses as cpu_losses
+from fastnn._kernels import network as cpu_network
+from fastnn._kernels import optim as cpu_optim
+from fastnn._kernels.cuda import dense, losses, network, optim
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+ACTS = {"identity": cpu_dense.IDENTITY, "sigmoid": cpu_dense.SIGMOID, "tanh": cpu_dense.TANH,
+        "relu": cpu_dense.RELU, "leaky_relu": cpu_dense.LEAKY_RELU, "elu": cpu_dense.ELU,
+        "gelu": cpu_dense.GELU, "softmax": cpu_dense.SOFTMAX}
+
+
+def close(got, want, dt, what=""):
+    got = np.asarray(got)
+    diff = float(np.max(np.abs(got.astype(np.float64) - np.asarray(want, np.float64)),
+                        initial=0.0))
+    print(f"{what} {np.dtype(dt).name}: max |diff| = {diff:.3g}")
+    np.testing.assert_allclose(got, want, **TOL[dt], err_msg=what)
+
+
+def rand(rng, shape, dt, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dt)
+
+
+# ---------------------------------------------------------------------------- dense
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_three_products_vs_float64_numpy(dt):
+    rng = np.random.default_rng(0)
+    B, fi, fo = 7, 9, 10  # no multiple of the tile: edge blocks and a partial K slab
+    x, W, dz = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, (B, fo), dt)
+    dx, dW, dW_ref = (cuda.device_array(s, dt) for s in ((B, fi), (fi, fo), (fi, fo)))
+    out = cuda.device_array((B, fo), dt)
+    dense.gemm(out, cuda.to_device(x), cuda.to_device(W))
+    dense.gemm(dW, cuda.to_device(x), cuda.to_device(dz), trans_a=True)
+    dense.gemm(dx, cuda.to_device(dz), cuda.to_device(W), trans_b=True)
+    f = np.float64
+    close(out.copy_to_host(), x.astype(f) @ W.astype(f), dt, "x @ W")
+    close(dW.copy_to_host(), x.T.astype(f) @ dz.astype(f), dt, "x.T @ dz")
+    close(dx.copy_to_host(), dz.astype(f) @ W.T.astype(f), dt, "dz @ W.T")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_dense_forward_fused_epilogue(act, dt):
+    rng = np.random.default_rng(1)
+    B, fi, fo = 6, 5, 9
+    code = ACTS[act]
+    x, W, b = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, fo, dt)
+    a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
+    cpu_dense.dense_forward(a_ref, z_ref, x, W, b, code)
+    a, z = cuda.to_device(np.zeros((B, fo), dt)), cuda.to_device(np.zeros((B, fo), dt))
+    dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b), code)
+    close(a.copy_to_host(), a_ref, dt, f"dense_forward {act} a")
+    if cpu_dense.keeps_preactivation(code):
+        close(z.copy_to_host(), z_ref, dt, f"dense_forward {act} z")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", ["sigmoid", "gelu", "softmax", "elu"])
+def test_bias_activation_forward(act, dt):
+    rng = np.random.default_rng(2)
+    B, n = 5, 7
+    code = ACTS[act]
+    z0, b = rand(rng, (B, n), dt), rand(rng, n, dt)
+    a_ref, z_ref = np.zeros((B, n), dt), z0.copy()
+    cpu_dense.bias_activation_forward(a_ref, z_ref, b, code)
+    a, z = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(z0)
+    dense.bias_activation_forward(a, z, cuda.to_device(b), code)
+    close(a.copy_to_host(), a_ref, dt, f"bias_activation_forward {act}")
+    if cpu_dense.keeps_preactivation(code):
+        close(z.copy_to_host(), z_ref, dt, f"bias_activation_forward {act} z")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_activation_backward(act, dt):
+    rng = np.random.default_rng(3)
+    B, n = 5, 7
+    code = ACTS[act]
+    z = rand(rng, (B, n), dt)
+    a = np.zeros_like(z)
+    cpu_dense.bias_activation_forward(a, z, np.zeros(n, dt), code)
+    g = rand(rng, (B, n), dt)
+    ref = g.copy()
+    cpu_dense.activation_backward(ref, a, z, code)
+    dz = cuda.to_device(g)
+    dense.activation_backward(dz, cuda.to_device(a), cuda.to_device(z), code)
+    close(dz.copy_to_host(), ref, dt, f"activation_backward {act}")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("first_layer", [False, True])
+def test_dense_backward(first_layer, dt):
+    rng = np.random.default_rng(4)
+    B, fi, fo = 7, 6, 9
+    x, W, dz = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, (B, fo), dt)
+    dW_ref, db_ref = np.zeros((fi, fo), dt), np.zeros(fo, dt)
+    dx_ref = np.zeros((0 if first_layer else B, fi), dt)
+    cpu_dense.dense_backward(dx_ref, dW_ref, db_ref, dz, x, W)
+    dW, db = cuda.device_array((fi, fo), dt), cuda.device_array(fo, dt)
+    dx = None if first_layer else cuda.device_array((B, fi), dt)
+    dense.dense_backward(dx, dW, db, cuda.to_device(dz), cuda.to_device(x), cuda.to_device(W))
+    close(dW.copy_to_host(), dW_ref, dt, "dW")
+    close(db.copy_to_host(), db_ref, dt, "db")
+    if not first_layer:
+        close(dx.copy_to_host(), dx_ref, dt, "dx")
+
+
+# ---------------------------------------------------------------------------- losses
+LOSS_CASES = [  # (loss, output activation, targets)
+    ("cross_entropy", "softmax", "index"),
+    ("cross_entropy", "softmax", "soft"),
+    ("binary_cross_entropy", "sigmoid", "binary"),
+    ("mse", "identity", "float"),
+    ("mse", "sigmoid", "float"),
+    ("mse", "softmax", "index"),
+    ("mse", "gelu", "float"),
+]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: "-".join(c))
+def test_loss_forward_backward(case, dt):
+    loss_name, act_name, kind = case
+    loss = {"mse": cpu_losses.MSE, "cross_entropy": cpu_losses.CROSS_ENTROPY,
+            "binary_cross_entropy": cpu_losses.BINARY_CROSS_ENTROPY}[loss_name]
+    act = ACTS[act_name]
+    rng = np.random.default_rng(5)
+    B, k, offset = 6, 4, 3
+    z = rand(rng, (B, k), dt, 3.0)
+    z[0, 0] = 40.0  # large logits: the stable forms must hold
+    a = np.zeros_like(z)
+    cpu_dense.bias_activation_forward(a, z, np.zeros(k, dt), act)
+    y_index = np.zeros(0, np.int64)
+    y_float = np.zeros((0, k), dt)
+    if kind == "index":
+        y_index = rng.integers(0, k, B).astype(np.int64)
+    elif kind == "soft":
+        y_float = rng.dirichlet(np.ones(k), B).astype(dt)
+    elif kind == "binary":
+        y_float = rng.integers(0, 2, (B, k)).astype(dt)
+    else:
+        y_float = rand(rng, (B, k), dt)
+    dz_ref = np.zeros_like(z)
+    stats = np.zeros(4)
+    total = cpu_losses.loss_forward_backward(dz_ref, z, a, y_index, y_float, loss, act, stats)
+
+    dz = cuda.to_device(np.zeros_like(z))
+    row_loss = cuda.to_device(np.full(B + offset + 2, -1.0))
+    row_correct = cuda.to_device(np.full(B + offset + 2, -1.0))
+    status = cuda.to_device(np.zeros(1, np.int32))
+    losses.loss_forward_backward(dz, cuda.to_device(z), cuda.to_device(a),
+                                 cuda.to_device(y_index), cuda.to_device(y_float), loss, act,
+                                 row_loss, row_correct, offset, status)
+    rl, rc = row_loss.copy_to_host(), row_correct.copy_to_host()
+    assert np.all(rl[:offset] == -1.0) and np.all(rl[offset + B:] == -1.0)
+    close(dz.copy_to_host(), dz_ref, dt, f"{case} dz")
+    # float64 sums of float32 terms: the CPU build may round a term differently
+    np.testing.assert_allclose(rl[offset:offset + B].sum(), total,
+                               rtol=1e-12 if dt == np.float64 else 1e-6)
+    assert rc[offset:offset + B].sum() == stats[2]
+    assert status.copy_to_host()[0] == 0
+
+
+def test_loss_non_finite_sets_status():
+    B, k = 3, 4
+    z = np.zeros((B, k))
+    z[1, 2] = np.nan
+    a = np.full((B, k), 0.25)
+    status = cuda.to_device(np.zeros(1, np.int32))
+    losses.loss_forward_backward(cuda.to_device(np.zeros((B, k))), cuda.to_device(z),
+                                 cuda.to_device(a), cuda.to_device(np.array([0, 1, 2])),
+                                 cuda.to_device(np.zeros((0, k))), cpu_losses.CROSS_ENTROPY,
+                                 cpu_dense.SOFTMAX, cuda.to_device(np.zeros(B)),
+                                 cuda.to_device(np.zeros(B)), 0, status)
+    assert status.copy_to_host()[0] == 1
+
+
+# ---------------------------------------------------------------------------- network pieces
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("targets", ["index", "float"])
+def test_gather_batch(targets, dt):
+    rng = np.random.default_rng(6)
+    N, n_in, k, B, start = 9, 5, 3, 4, 2
+    X = rand(rng, (N, n_in), dt)
+    y_index = rng.integers(0, k, N).astype(np.int64) if targets == "index" else np.zeros(0,
+                                                                                         np.int64)
+    y_float = rand(rng, (N, k), dt) if targets == "float" else np.zeros((0, k), dt)
+    order = rng.permutation(N).astype(np.int64)
+    xb, yi, yf = np.zeros(B * n_in, dt), np.zeros(B, np.int64), np.zeros(B * k, dt)
+    cpu_network.gather_batch(xb, yi, yf, X, y_index, y_float, order, start, B)
+    d = [cuda.to_device(np.zeros_like(v)) for v in (xb, yi, yf)]
+    network.gather_batch(*d, cuda.to_device(X), cuda.to_device(y_index),
+                         cuda.to_device(y_float), cuda.to_device(order), start, B)
+    np.testing.assert_array_equal(d[0].copy_to_host(), xb)
+    if targets == "index":
+        np.testing.assert_array_equal(d[1].copy_to_host(), yi)
+    else:
+        np.testing.assert_array_equal(d[2].copy_to_host(), yf)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("clip", [0.0, 1.5, 1e6])
+def test_layer_grad_norms_and_clip(clip, dt):
+    rng = np.random.default_rng(7)
+    sizes = np.array([3, 5, 2], np.int64)
+    w_off = np.array([0, 20], np.int64)
+    grads = rand(rng, 32, dt)
+    g64 = grads.astype(np.float64)
+    ref = np.array([np.sqrt(np.sum(g64[:15] ** 2)), np.sqrt(np.sum(g64[20:30] ** 2))])
+    sumsq = np.sum(g64 ** 2)
+    out = cuda.to_device(np.full(2, 0.5))  # accumulates
+    partials = cuda.device_array((4, network.NORM_BLOCKS))
+    control = cuda.to_device(np.array([7.0, 7.0]))
+    status = cuda.to_device(np.zeros(1, np.int32))
+    network.layer_grad_norms(out, cuda.to_device(grads),
+                             cuda.to_device(network.segment_bounds(sizes, w_off)), partials,
+                             control, clip, status)
+    np.testing.assert_allclose(out.copy_to_host(), ref + 0.5, rtol=1e-12)
+    norm = np.sqrt(sumsq)
+    scale = clip / (norm + 1e-6) if 0 < clip < norm else 1.0
+    np.testing.assert_allclose(control.copy_to_host(), [scale, 0.0], rtol=1e-12)
+    # a non-finite gradient sets the flag and asks the update to skip
+    grads[21] = np.inf
+    network.layer_grad_norms(out, cuda.to_device(grads),
+                             cuda.to_device(network.segment_bounds(sizes, w_off)), partials,
+                             control, clip, status)
+    assert status.copy_to_host()[0] == 1 and control.copy_to_host()[1] == 1.0
+
+
+# ---------------------------------------------------------------------------- optimizers
+OPT_CASES = [  # (code, hyper, n_slots, initial state value)
+    ("sgd", cpu_optim.SGD, [0.1, 0.0, 0.0, 0.0, 0.0], 0, 0.0),
+    ("sgd-momentum-dampening-wd", cpu_optim.SGD, [0.1, 0.9, 0.3, 0.01, 0.0], 1, 0.0),
+    ("sgd-nesterov", cpu_optim.SGD, [0.05, 0.8, 0.0, 0.02, 1.0], 1, 0.0),
+    ("adam-l2", cpu_optim.ADAM, [0.01, 0.8, 0.95, 1e-6, 0.05, 0.0, 0.0], 2, 0.0),
+    ("adamw-amsgrad", cpu_optim.ADAM, [0.01, 0.85, 0.99, 1e-7, 0.1, 1.0, 1.0], 3, 0.0),
+    ("adagrad", cpu_optim.ADAGRAD, [0.1, 0.01, 0.02, 0.1, 1e-8], 1, 0.1),
+    ("adadelta", cpu_optim.ADADELTA, [0.9, 0.8, 1e-5, 0.01], 2, 0.0),
+    ("rmsprop", cpu_optim.RMSPROP, [0.01, 0.9, 1e-6, 0.01, 0.0, 0.0], 1, 0.0),
+    ("rmsprop-momentum-centered", cpu_optim.RMSPROP, [0.01, 0.95, 1e-6, 0.0, 0.7, 1.0], 3,
+     0.0),
+    ("rmsprop-centered", cpu_optim.RMSPROP, [0.01, 0.95, 1e-6, 0.0, 0.0, 1.0], 2, 0.0),
+]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("case", OPT_CASES, ids=lambda c: c[0])
+def test_optimizer_update(case, dt):
+    _, code, hyper, n_slots, init = case
+    hyper = np.array(hyper)
+    rng = np.random.default_rng(8)
+    n = 13
+    p = rand(rng, n, dt)
+    state = np.full((n_slots, n), init, dt)
+    d_p, d_state = cuda.to_device(p), cuda.to_device(state)
+    for step in range(1, 5):
+        g = rand(rng, n, dt)
+        scale = 0.7 if step == 2 else 1.0
+        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale)
+        optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, step,
+                               cuda.to_device(np.array([scale, 0.0])))
+        close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
+        close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
+    # control[1] set: the update is skipped entirely
+    before = d_p.copy_to_host()
+    optim.optimizer_update(code, d_p, cuda.to_device(rand(rng, n, dt)), d_state, hyper, 5,
+                           cuda.to_device(np.array([1.0, 1.0])))
+    np.testing.assert_array_equal(d_p.copy_to_host(), before)

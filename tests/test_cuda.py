@@ -1,0 +1,60 @@
+"""The CUDA path without a GPU: import safety and device validation here; every kernel and the
+device fit in Numba's CUDA simulator (tests/cuda_sim, its own process, because
+NUMBA_ENABLE_CUDASIM must be set before numba is imported); and every kernel compiled to PTX
+for a real GPU when the CUDA toolkit is installed (tests/cuda_sim/compile_ptx.py)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastnn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args, **env):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=900)
+
+
+def test_import_fastnn_does_not_import_numba_cuda():
+    code = "import sys, fastnn; print('numba.cuda' in sys.modules)"
+    out = _run(["-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_device_is_validated():
+    model = fastnn.MLP([3, 2], output="softmax")
+    for bad in ("gpu", "CUDA", None, 0):
+        with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+            fastnn.Trainer(model, device=bad)
+    assert fastnn.Trainer(model).device == "cpu"
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    from numba import cuda
+    if cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
+        fastnn.Trainer(fastnn.MLP([3, 2], output="softmax"), device="cuda")
+
+
+def test_cuda_kernels_in_simulator():
+    out = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cuda_sim"],
+               NUMBA_ENABLE_CUDASIM="1")
+    print(out.stdout[-3000:], out.stderr[-3000:])
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    assert " passed" in out.stdout
+
+
+def test_cuda_kernels_compile_to_ptx():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "tests/cuda_sim/compile_ptx.py"], cwd=ROOT,
+                         capture_output=True, text=True, env=env, timeout=900)
+    print(out.stdout[-3000:], out.stderr[-3000:])
+    if out.returncode == 77:
+        pytest.skip("no CUDA toolkit (NVVM) to compile PTX with")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
