@@ -66,14 +66,28 @@ def _current(select):
     return min(counts) if counts else 1
 
 
-@contextmanager
-def compute_threads(layer_sizes, batch):
-    """Context for one fit / evaluate / predict: kernel BLAS at blas_threads(...) (never above
-    its current setting), numpy's BLAS at 1; restored on exit."""
+def limit(layer_sizes, batch):
+    """Set the pools for steps on `batch` rows: kernel BLAS at blas_threads(...) (never above
+    its current setting), numpy's BLAS at 1. Returns a function that restores them."""
     kernel, other = _pools()
     n = min(blas_threads(layer_sizes, batch), _current(kernel))
-    with kernel.limit(limits=n), other.limit(limits=1):
-        yield n
+    kernel_limit = kernel.limit(limits=n)
+    other_limit = other.limit(limits=1)
+
+    def restore():
+        other_limit.restore_original_limits()
+        kernel_limit.restore_original_limits()
+    return restore
+
+
+@contextmanager
+def compute_threads(layer_sizes, batch):
+    """limit(...) as a context manager (evaluate, predict)."""
+    restore = limit(layer_sizes, batch)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def describe():

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import check_choice, check_number
+from ._validation import check_choice, check_flag, check_number
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint"]
 
@@ -122,7 +122,7 @@ class EarlyStopping(Callback):
         self.verbose = int(verbose)
         self.mode = _resolve_mode(mode, self.monitor)
         self.baseline = None if baseline is None else check_number(baseline, "baseline")
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_flag(restore_best_weights, "restore_best_weights")
         self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
         self._best_params = None  # preallocated copy of model.params (restore_best_weights)
         self._reset()
@@ -238,7 +238,7 @@ class ModelCheckpoint(Callback):
         self.filepath = os.fspath(filepath)
         self.monitor = _check_monitor(monitor)
         self.verbose = int(verbose)
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_flag(save_best_only, "save_best_only")
         self.mode = _resolve_mode(mode, self.monitor)
         self.initial_value_threshold = (None if initial_value_threshold is None else
                                         check_number(initial_value_threshold,

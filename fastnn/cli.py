@@ -29,6 +29,16 @@ def _non_negative_int(text):
     return value
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: "fastnn train: error: ... (see fastnn train --help)"."""
 
@@ -53,9 +63,9 @@ def build_parser():
     t.add_argument("--optimizer", default="adam", help="sgd, adagrad, adadelta, rmsprop, adam, "
                                                         "adamw (default: adam)")
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    t.add_argument("--batch-size", type=int, default=32,
+    t.add_argument("--batch-size", type=_non_negative_int, default=32,
                    help="minibatch size; 0 for full-batch gradient descent (default: 32)")
-    t.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
+    t.add_argument("--epochs", type=_positive_int, default=30, help="passes over the data (default: 30)")
     t.add_argument("--val-size", type=float, default=0.15,
                    help="validation fraction (default: 0.15)")
     t.add_argument("--test-size", type=float, default=0.15, help="test fraction (default: 0.15)")

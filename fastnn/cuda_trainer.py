@@ -25,8 +25,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .model import LOSSES
-from .trainer import (CHUNK_SECONDS, EVAL_BATCH, History, TrainingDiverged, _catch_sigint,
-                      _mean_target_variance, _r2_score)
+from .trainer import (
+    CHUNK_SECONDS,
+    EVAL_BATCH,
+    History,
+    TrainingDiverged,
+    _catch_sigint,
+    _mean_target_variance,
+    _r2_score,
+)
 
 DEVICES = ("cpu", "cuda")
 

@@ -1,6 +1,7 @@
 """The MLP: architecture as small integer arrays, all parameters in one flat buffer."""
 import numpy as np
 
+from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
 from ._kernels.network import evaluate_batches, forward_loss_backward
@@ -125,7 +126,7 @@ class MLP:
         self._layer_sizes = sizes
         self._activations = acts
         self._output = output
-        self.init = init
+        self._init = init
         self._dtype = dt
         L = len(sizes) - 1
         # the architecture as data for the kernels
@@ -151,6 +152,11 @@ class MLP:
         self.initialize(seed)
 
     # ------------------------------------------------------------------ structure
+    @property
+    def init(self):
+        """The initialization scheme name (read-only: it is part of the saved architecture)."""
+        return self._init
+
     @property
     def layer_sizes(self):
         """(n_in, hidden..., n_out), fixed at construction."""
@@ -269,8 +275,9 @@ class MLP:
         ws = self._workspace(B)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         stats = np.zeros(4)
-        evaluate_batches(X, np.empty(0, np.int64), np.empty((0, self.n_outputs), self.dtype), B,
-                         *self._kernel_args(), 0, ws.xb, ws.A, ws.Z, ws.D, stats, out)
+        with _threads.compute_threads(self.layer_sizes, B):
+            evaluate_batches(X, np.empty(0, np.int64), np.empty((0, self.n_outputs), self.dtype),
+                             B, *self._kernel_args(), 0, ws.xb, ws.A, ws.Z, ws.D, stats, out)
         return out
 
     def predict_classes(self, X, batch_size=1024):
@@ -292,8 +299,9 @@ class MLP:
         B = min(batch_size, X.shape[0])
         ws = self._workspace(B)
         stats = np.zeros(4)
-        evaluate_batches(X, y_index, y_float, B, *self._kernel_args(), LOSSES[loss], ws.xb,
-                         ws.A, ws.Z, ws.D, stats, np.empty((0, self.n_outputs), self.dtype))
+        with _threads.compute_threads(self.layer_sizes, B):
+            evaluate_batches(X, y_index, y_float, B, *self._kernel_args(), LOSSES[loss], ws.xb,
+                             ws.A, ws.Z, ws.D, stats, np.empty((0, self.n_outputs), self.dtype))
         return _loss_from_stats(stats, loss), _accuracy_from_stats(stats, loss)
 
     def loss_and_grad(self, X, y, loss=None):
@@ -304,8 +312,9 @@ class MLP:
         ws = Workspace(self, X.shape[0])
         grad = np.empty_like(self.params)
         stats = np.zeros(4)
-        forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float, *self._kernel_args(),
-                              LOSSES[loss], stats)
+        with _threads.compute_threads(self.layer_sizes, X.shape[0]):
+            forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float,
+                                  *self._kernel_args(), LOSSES[loss], stats)
         return _loss_from_stats(stats, loss), grad
 
     def save(self, path):

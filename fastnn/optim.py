@@ -13,7 +13,8 @@ from ._validation import check_number
 
 
 def _check_betas(betas):
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+    if (not isinstance(betas, (tuple, list, np.ndarray))
+            or (isinstance(betas, np.ndarray) and betas.ndim != 1) or len(betas) != 2):
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     return (check_number(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
             check_number(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True))

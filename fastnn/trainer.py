@@ -12,6 +12,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import _threads
 from ._kernels.network import DIVERGED, evaluate_batches, train_steps
 from .data import validation_split_indices
 from ._validation import (check_features, check_flag, check_number, check_positive_int,
@@ -181,7 +182,7 @@ class Trainer:
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:
-            train_idx, val_idx = validation_split_indices(X.shape[0], None, validation_split)
+            train_idx, _ = validation_split_indices(X.shape[0], None, validation_split)
             cut = train_idx.size  # the last samples are validation, as in Keras
             val = (X[cut:], y_index[cut:] if y_index.size else y_index,
                    y_float[cut:] if y_float.size else y_float)
@@ -218,7 +219,6 @@ class Trainer:
         stats = np.zeros(4)
         grad_norms = np.zeros(model.n_layers)
         interrupted = []
-        restore_sigint = _catch_sigint(interrupted)
 
         def roll_back():
             # to the end of the last epoch recorded in History: weights, optimizer state and
@@ -235,9 +235,12 @@ class Trainer:
                 f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
                 f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
-        bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
-                   disable=self.verbose == 0, dynamic_ncols=True)
+        restore_threads = _threads.limit(model.layer_sizes, batch)  # BLAS pools for this fit
+        restore_sigint = bar = None
         try:
+            bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
+                       disable=self.verbose == 0, dynamic_ncols=True)
+            restore_sigint = _catch_sigint(interrupted)
             self._callbacks("set_trainer", self)
             self._callbacks("on_train_begin", {})
             for epoch in range(self.epochs):
@@ -315,8 +318,11 @@ class Trainer:
                     fn()
             raise
         finally:
-            bar.close()
-            restore_sigint()
+            if bar is not None:
+                bar.close()
+            if restore_sigint is not None:
+                restore_sigint()
+            restore_threads()
         return history
 
     def _evaluate(self, val, ws, kargs, loss_code):

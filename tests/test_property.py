@@ -4,7 +4,6 @@ of the right shape, or raises the documented ValueError / TypeError (TrainingDiv
 fit that diverges): never a crash, a hang or another exception. Where the input is valid by
 the documented rules, the call must work: over-eager refusals fail too."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -158,7 +157,9 @@ def test_loss_and_grad(key, X, data, loss):
 HYPER = st.one_of(st.floats(0, 1), st.floats(-1, 2),
                   st.floats(allow_nan=True, allow_infinity=True),
                   st.integers(-2, 3), st.booleans(), st.none(), st.text(max_size=2),
-                  st.tuples(st.floats(0, 1), st.floats(0, 1)))
+                  st.tuples(st.floats(0, 1), st.floats(0, 1)),
+                  st.frozensets(st.floats(0, 1), max_size=2),
+                  st.lists(st.one_of(st.floats(0, 1), st.text(max_size=1)), max_size=3))
 OPTIMIZER_ARGS = {
     optim.SGD: ["lr", "momentum", "dampening", "weight_decay", "nesterov"],
     optim.Adam: ["lr", "betas", "eps", "weight_decay", "amsgrad"],

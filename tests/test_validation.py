@@ -76,7 +76,8 @@ def test_params_assignment_copies_into_the_buffer_with_shape_check():
     assert m.params is buf  # the kernels and the views still see the same memory
     np.testing.assert_array_equal(m.params, new.astype(np.float32))
     np.testing.assert_array_equal(m.weights[0].ravel(), new[:12].astype(np.float32))
-    for bad, exc in [(np.zeros(m.n_params + 1), ValueError), (np.zeros((m.n_params, 1)), ValueError),
+    for bad, exc in [(np.zeros(m.n_params + 1), ValueError),
+                     (np.zeros((m.n_params, 1)), ValueError),
                      (np.zeros(3), ValueError), (np.array(["a"] * m.n_params), TypeError),
                      (None, TypeError)]:
         with pytest.raises(exc, match="params"):
@@ -284,7 +285,8 @@ def test_trainer_arguments(kwargs, exc, match):
 @pytest.mark.parametrize("attr, value, exc", [
     ("batch_size", 0, ValueError), ("batch_size", 1.5, TypeError), ("epochs", 0, ValueError),
     ("epochs", None, TypeError), ("clip_grad_norm", -1.0, ValueError),
-    ("loss", "binary_cross_entropy", ValueError), ("optimizer", None, TypeError), ("model", None, TypeError),
+    ("loss", "binary_cross_entropy", ValueError), ("optimizer", None, TypeError),
+    ("model", None, TypeError),
 ])
 def test_settings_changed_after_init_are_checked_at_fit(attr, value, exc):
     # a batch_size of 0 reaching the loop would never advance: checked again at fit
@@ -335,6 +337,9 @@ def test_fit_validation_arguments(kwargs, exc, match):
     (optim.SGD, {"nesterov": "yes", "momentum": 0.9}, TypeError, "nesterov"),
     (optim.Adam, {"betas": 0.9}, ValueError, "betas"),
     (optim.Adam, {"betas": (0.9,)}, ValueError, "betas"),
+    (optim.Adam, {"betas": {0.9, 0.99}}, ValueError, "betas"),
+    (optim.Adam, {"betas": np.array(0.9)}, ValueError, "betas"),
+    (optim.Adam, {"betas": np.array([[0.9], [0.99]])}, ValueError, "betas"),
     (optim.Adam, {"betas": (1.0, 0.999)}, ValueError, r"betas\[0\]"),
     (optim.Adam, {"betas": (0.9, -0.1)}, ValueError, r"betas\[1\]"),
     (optim.Adam, {"betas": (0.9, "x")}, TypeError, r"betas\[1\]"),
@@ -426,6 +431,8 @@ def test_cli_bad_arguments_print_one_line(argv, rc, tiny_npz, capsys):
     errors = [line for line in err.splitlines() if ": error:" in line]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    if argv[0] in ("--lr", "--epochs", "--batch-size", "--hidden", "--bogus", "--dtype"):
+        assert len(err.strip().splitlines()) == 1, err  # refused before any work
 
 
 def test_cli_divergence_is_one_line(tiny_npz, capsys):

@@ -23,7 +23,7 @@ def require_gpu():
             "(numba-cuda), or use device='cpu'.") from exc
     try:
         available = cuda.is_available()
-    except Exception:  # a driver that fails to initialise
+    except Exception:  # noqa: BLE001 a driver that fails to initialise
         available = False
     if not available:
         raise RuntimeError(

@@ -18,8 +18,18 @@ import math
 
 from numba import cuda
 
-from ..dense import ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_RELU_SLOPE, RELU, \
-    SIGMOID, SOFTMAX, TANH
+from ..dense import (
+    ELU,
+    ELU_ALPHA,
+    GELU,
+    IDENTITY,
+    LEAKY_RELU,
+    LEAKY_RELU_SLOPE,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    TANH,
+)
 
 TILE = 64  # side of the C tile one block computes
 TILE_K = 16  # depth of the shared-memory slabs of op(A) and op(B)
@@ -43,7 +53,7 @@ def _activate(v, act, like):
     zero = t(0.0)
     one = t(1.0)
     if act == RELU:
-        return v if v > zero else zero
+        return v if v > zero else zero  # noqa: FURB136 (numba.cuda's max() fails to type)
     if act == LEAKY_RELU:
         return v if v > zero else t(LEAKY_RELU_SLOPE) * v
     if act == TANH:
@@ -82,7 +92,7 @@ def _activation_grad(g, a, z, act, like):
 
 
 # ---------------------------------------------------------------------------- kernels
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gemm_kernel(tile, tile_k, work):
     """The tiled GEMM for one (TILE, TILE_K, WORK): shared and register tile shapes must be
     compile-time constants, so they are closure constants of a kernel built per value."""
@@ -199,7 +209,7 @@ def softmax_rows_kernel(a, z):
     t = a.dtype.type
     m = z[i, 0]
     for j in range(n):
-        if z[i, j] > m:
+        if z[i, j] > m:  # noqa: PLR1730 (no max() in numba.cuda)
             m = z[i, j]
     s = t(0.0)
     for j in range(n):

@@ -68,7 +68,7 @@ def gather_batch_kernel(xb, yb_index, yb_float, X, y_index, y_float, order, star
             yb_float[idx] = y_float[order[start + i], idx - i * k]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sumsq_kernel(threads):
     """Sum-of-squares partials with a shared-memory tree of `threads` (a power of two)."""
 

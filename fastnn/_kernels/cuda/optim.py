@@ -74,7 +74,7 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
         state[1, i] = vi
         if amsgrad:
             vmax = state[2, i]
-            vi = vmax if vmax > vi else vi  # max(vmax, v); numba.cuda's max takes no pair
+            vi = vmax if vmax > vi else vi  # noqa: FURB136 (numba.cuda's max() fails to type)
             state[2, i] = vi
         p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2_sqrt + eps)
 
