@@ -82,7 +82,7 @@ def test_regression_data_file_reports_r2(tmp_path, capsys, histories):
 @pytest.mark.parametrize("argv, match", [
     (["--patience", "-1"], "argument --patience: expected an integer >= 0, got '-1'"),
     (["--patience", "soon"], "argument --patience: expected an integer >= 0"),
-    (["--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
+    (["--epochs", "abc"], "argument --epochs: expected an integer >= 1, got 'abc'"),
     (["--dtype", "float16"], "argument --dtype: invalid choice"),
 ])
 def test_bad_flag_value_is_a_one_line_error(argv, match, capsys):

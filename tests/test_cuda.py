@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(args, **env):
-    return subprocess.run([sys.executable, *args], check=False, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=900)
+    return subprocess.run([sys.executable, *args], check=False, cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=900)
 
 
 def test_import_fastnn_does_not_import_numba_cuda():

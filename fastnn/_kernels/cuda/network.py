@@ -102,8 +102,8 @@ def _sumsq_kernel(threads):
 @cuda.jit
 def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     """One thread: grad_norms[l] += ||dW_l|| (segments alternate W_l, b_l), the global norm,
-    the divergence flag and the clipping scale (torch's clip_grad_norm_: max_norm / (norm +
-    1e-6) when the norm exceeds max_norm). control = [grad scale, skip this update]."""
+    the divergence flag and the clipping scale (torch's clip_grad_norm_: min(1, max_norm /
+    (norm + 1e-6))). control = [grad scale, skip this update]."""
     if cuda.grid(1) != 0:
         return
     total = 0.0
@@ -117,10 +117,10 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     if not math.isfinite(total):
         status[0] = 1
     scale = 1.0
-    if clip_norm > 0.0:
-        norm = math.sqrt(total)
-        if norm > clip_norm:
-            scale = clip_norm / (norm + 1e-6)
+    if clip_norm > 0.0:  # as the CPU loop: min(1, max_norm / (norm + 1e-6))
+        scale = clip_norm / (math.sqrt(total) + 1e-6)
+        if scale > 1.0:  # noqa: PLR1730 (numba.cuda's min() of a pair fails to type)
+            scale = 1.0
     control[0] = scale
     control[1] = 1.0 if status[0] != 0 else 0.0
 
