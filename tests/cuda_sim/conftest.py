@@ -2,7 +2,9 @@
 
 NUMBA_ENABLE_CUDASIM=1 must be set before numba is first imported, so these tests run in their
 own pytest process: tests/test_cuda.py launches `python -m pytest tests/cuda_sim` with it set.
-In any other process (a plain `python -m pytest` from the root) this directory is skipped.
+In any other process (a plain `python -m pytest` from the root) this directory is skipped,
+unless FASTNN_TEST_REAL_GPU=1 asks for the same tests on a real GPU:
+    FASTNN_TEST_REAL_GPU=1 python -m pytest tests/cuda_sim
 The fixture below patches the tile and block sizes small so that every kernel runs several
 blocks (and the GEMM several K slabs) on shapes the simulator handles in seconds.
 """
@@ -11,7 +13,8 @@ import os
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-if not SIMULATED:
+REAL_GPU = os.environ.get("FASTNN_TEST_REAL_GPU") == "1"
+if not (SIMULATED or REAL_GPU):
     collect_ignore_glob = ["test_*.py"]
 
 
