@@ -4,6 +4,7 @@ matplotlib is an optional extra (pip install 'fastnn[plot]'), imported only when
 made. Figures are built with the object-oriented API on an Agg canvas: nothing here touches
 pyplot's global state or the user's chosen backend, and no window ever opens.
 """
+import io
 import os
 
 import numpy as np
@@ -124,19 +125,11 @@ def plot_history(history, path=None, title=None, dpi=100):
 
 
 def _save(fig, path, dpi):
-    """Render to a temp file beside `path`, then rename: a crash never leaves half a PNG."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
+    """Render in memory, then write atomically: a crash never leaves half a PNG."""
+    from .io import _as_path, _atomic_write_bytes
+
+    path = _as_path(path)
     ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format=ext, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext, dpi=dpi)
+    _atomic_write_bytes(path, buf.getvalue())
