@@ -5,27 +5,27 @@
                              epochs=20).fit(X, y, validation_data=(Xv, yv))
 """
 from . import optim, schedules
-from .model import MLP
-from .trainer import History, Trainer, TrainingDiverged
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .data import train_val_test_split
 from .diagnostics import GradientReport, diagnose
 from .io import load_model as load
+from .model import MLP
+from .trainer import History, Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
-    "Trainer",
-    "History",
-    "TrainingDiverged",
     "Callback",
     "EarlyStopping",
-    "ModelCheckpoint",
-    "train_val_test_split",
-    "diagnose",
     "GradientReport",
+    "History",
+    "ModelCheckpoint",
+    "Trainer",
+    "TrainingDiverged",
+    "diagnose",
     "load",
     "optim",
     "schedules",
+    "train_val_test_split",
 ]

@@ -64,7 +64,7 @@ def _numeric(a, name):
     object, str, bytes, complex, datetime, timedelta or structured arrays)."""
     try:
         arr = np.asarray(a)
-    except Exception as exc:  # ragged lists and the like
+    except Exception as exc:  # noqa: BLE001 - ragged lists, failing __array__, ...: all mean "not numeric"
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric (bool, integer or float) array, got dtype "

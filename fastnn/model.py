@@ -5,8 +5,14 @@ from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
 from ._kernels.network import evaluate_batches, forward_loss_backward
-from ._validation import (_numeric, check_choice, check_features, check_positive_int,
-                          check_seed, check_targets)
+from ._validation import (
+    _numeric,
+    check_choice,
+    check_features,
+    check_positive_int,
+    check_seed,
+    check_targets,
+)
 
 HIDDEN_ACTIVATIONS = {
     "identity": _dense.IDENTITY,

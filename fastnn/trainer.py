@@ -14,9 +14,15 @@ from tqdm.auto import tqdm
 
 from . import _threads
 from ._kernels.network import DIVERGED, evaluate_batches, train_steps
+from ._validation import (
+    check_features,
+    check_flag,
+    check_number,
+    check_positive_int,
+    check_seed,
+    check_targets,
+)
 from .data import validation_split_indices
-from ._validation import (check_features, check_flag, check_number, check_positive_int,
-                          check_seed, check_targets)
 from .model import LOSSES, MLP, Workspace, resolve_loss
 from .optim import Adam, Optimizer
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-import naive
-
 import fastnn
 from fastnn.diagnostics import GradientReport, layer_grad_norms
+
+import naive
 
 
 def deep_net_data(seed=0):

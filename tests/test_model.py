@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import naive
-
 import fastnn
+
+import naive
 
 ARCHITECTURES = [(4, 5, 3), (3, 4, 5, 2), (4, 3)]
 MIXED_ACTIVATIONS = ["elu", "leaky_relu"]  # one per hidden layer of (3, 4, 5, 2)

@@ -3,9 +3,10 @@ reference's gradients (float64, shuffle=False so that the batch order is known).
 import numpy as np
 import pytest
 
+import fastnn
+
 import naive
 
-import fastnn
 torch = pytest.importorskip("torch")
 
 OPTIMIZERS = [

@@ -53,5 +53,5 @@ def _install_tree_stamped_cache():
 
 try:
     _install_tree_stamped_cache()
-except Exception:  # never let a numba internals change break the import; default caching
+except Exception:  # noqa: BLE001, S110 - a numba internals change must not break the import
     pass
