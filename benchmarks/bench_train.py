@@ -7,7 +7,7 @@ from .common import BATCH_SIZES, FIT_SAMPLES, NETWORKS, make_data, make_trainer
 
 class Train:
     params = (BATCH_SIZES, list(NETWORKS))
-    param_names = ["batch_size", "network"]
+    param_names = ("batch_size", "network")
     timeout = 300
 
     def setup(self, batch_size, network):
@@ -43,8 +43,8 @@ class Train:
 
 class FitMemory:
     """Peak resident memory of a process that trains (imports and data included)."""
-    params = ([32, 2048], list(NETWORKS))
-    param_names = ["batch_size", "network"]
+    params = ((32, 2048), tuple(NETWORKS))
+    param_names = ("batch_size", "network")
 
     def setup(self, batch_size, network):
         self.X, self.y = make_data(NETWORKS[network], 8192)

@@ -10,13 +10,16 @@ float32 GEMM rate measured in this run (a large square numpy matmul, best of a f
 
 PyTorch runs in its strongest plain setup: nn.Sequential of Linear/ReLU, F.cross_entropy,
 torch.optim.Adam(fused=True) (foreach where fused is unsupported), batches sliced from a copy
-of the data shuffled once per epoch, zero_grad(set_to_none=True), and the better of
-torch.set_num_threads(1) and (2). fastnn runs through its public API (Trainer.fit, verbose=0),
+of the data shuffled once per epoch, zero_grad(set_to_none=True), the better of
+torch.set_num_threads(1) and (2), and torch.set_flush_denormal(True) (fastnn's training loop
+flushes denormals too; without it, Adam's moments of parameters whose gradient stays 0 sink
+into the denormal range and torch's steps slow down several-fold: --torch-keep-denormals shows
+that). fastnn runs through its public API (Trainer.fit, verbose=0),
 which includes everything it does per epoch (shuffle, metrics, divergence checks).
 
 Both sides train on the same rows with the same initial weights; each measurement is a fit
-over a fixed number of samples after a warm-up fit (JIT compilation and first-epoch effects
-excluded). Repeats report the median and the spread (min..max). torch is an optional extra
+over a fixed number of samples (several epochs over the 8192 rows for the larger batch sizes,
+as a user trains) after a warm-up fit (JIT compilation and first-epoch effects excluded). Repeats report the median and the spread (min..max). torch is an optional extra
 (pip install ".[bench]").
 """
 import argparse
@@ -84,8 +87,9 @@ def fastnn_setup(sizes, X, y, batch):
     return model, trainer
 
 
-def fastnn_run(trainer, X, y):
-    """Train one epoch over (X, y); returns (seconds, mean loss)."""
+def fastnn_run(trainer, X, y, epochs=1):
+    """Train `epochs` epochs over (X, y) in one fit; returns (seconds, last epoch's loss)."""
+    trainer.epochs = epochs
     t = time.perf_counter()
     history = trainer.fit(X, y)
     return time.perf_counter() - t, history.history["loss"][-1]
@@ -114,25 +118,27 @@ def torch_setup(sizes, model_np, batch):
     return net, opt, kind
 
 
-def torch_run(net, opt, X, y, batch, generator):
-    """One epoch: shuffle a copy once, slice batches from it. Returns (seconds, mean loss)."""
+def torch_run(net, opt, X, y, batch, generator, epochs=1):
+    """`epochs` epochs, each: shuffle a copy once, slice batches from it. Returns (seconds,
+    last epoch's mean loss)."""
     import torch
     import torch.nn.functional as F
 
     t = time.perf_counter()
     n = X.shape[0]
-    perm = torch.randperm(n, generator=generator)
-    Xs = X[perm]
-    ys = y[perm]
-    total = torch.zeros((), dtype=torch.float64)
-    for start in range(0, n, batch):
-        xb = Xs[start:start + batch]
-        yb = ys[start:start + batch]
-        loss = F.cross_entropy(net(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.detach() * xb.shape[0]
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=generator)
+        Xs = X[perm]
+        ys = y[perm]
+        total = torch.zeros((), dtype=torch.float64)
+        for start in range(0, n, batch):
+            xb = Xs[start:start + batch]
+            yb = ys[start:start + batch]
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * xb.shape[0]
     seconds = time.perf_counter() - t
     return seconds, float(total) / n
 
@@ -161,19 +167,20 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
     print(header, file=out)
     rows = []
     for batch in batches:
+        # a timed fit: `epochs` epochs over the first `n_rows` rows (all when more
+        # samples are asked than there are rows), as a user would train
         n_timed = max(batch, int(TIMED_SAMPLES.get(batch, 65536) * scale))
-        n_timed = min(n_timed, N_SAMPLES) if n_timed <= N_SAMPLES else n_timed
-        # rows for the timed fit: repeat the data set when more samples than rows are asked
-        reps = -(-n_timed // N_SAMPLES)
-        Xr = np.concatenate([X] * reps)[:n_timed] if reps > 1 else X[:n_timed]
-        yr = np.concatenate([y] * reps)[:n_timed] if reps > 1 else y[:n_timed]
+        n_rows = min(n_timed, N_SAMPLES)
+        epochs = max(1, n_timed // n_rows)
+        n_timed = n_rows * epochs
+        Xr, yr = X[:n_rows], y[:n_rows]
         warm = min(N_SAMPLES, max(4 * batch, 256))
 
-        model, trainer = fastnn_setup(sizes, X, y, batch)
+        _, trainer = fastnn_setup(sizes, X, y, batch)
         fastnn_run(trainer, X[:warm], y[:warm])  # compile / load cache, first-epoch effects
         fn_rates, fn_loss = [], None
         for _ in range(repeats):
-            seconds, fn_loss = fastnn_run(trainer, Xr, yr)
+            seconds, fn_loss = fastnn_run(trainer, Xr, yr, epochs)
             fn_rates.append(n_timed / seconds)
 
         best = None
@@ -181,13 +188,13 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
             torch.set_num_threads(threads)
             fresh = fastnn.MLP(sizes, activation="relu", output="softmax", dtype="float32",
                                seed=0)
-            net, opt, kind = torch_setup(sizes, fresh, batch)
+            net, opt, _ = torch_setup(sizes, fresh, batch)
             gen = torch.Generator().manual_seed(0)
             torch_run(net, opt, Xt[:warm], yt[:warm], batch, gen)
             pt_rates, pt_loss = [], None
             for _ in range(repeats):
                 seconds, pt_loss = torch_run(net, opt, torch.from_numpy(Xr),
-                                             torch.from_numpy(yr), batch, gen)
+                                             torch.from_numpy(yr), batch, gen, epochs)
                 pt_rates.append(n_timed / seconds)
             if best is None or statistics.median(pt_rates) > statistics.median(best[0]):
                 best = (pt_rates, pt_loss, threads)
@@ -217,6 +224,8 @@ def main(argv=None):
                         help="multiply the samples per timed fit")
     parser.add_argument("--torch-threads", default="1,2",
                         help="torch.set_num_threads values to try; the best is reported")
+    parser.add_argument("--torch-keep-denormals", action="store_true",
+                        help="leave torch's default (no flush of denormals to zero)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -235,6 +244,8 @@ def main(argv=None):
     repeats = args.repeats or (1 if args.quick else 3)
     scale = args.samples_scale or (0.25 if args.quick else 1.0)
     torch_threads = [int(t) for t in args.torch_threads.split(",")]
+    # set_flush_denormal returns whether the CPU supports it, not the new setting
+    flushing = torch.set_flush_denormal(not args.torch_keep_denormals) and not args.torch_keep_denormals
 
     import fastnn
     from fastnn import _threads
@@ -244,7 +255,8 @@ def main(argv=None):
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"threads: {_threads.describe()}")
     print(f"sgemm (numpy, 2048^3): {gflops:.1f} GFLOP/s; repeats {repeats}; "
-          f"torch threads tried {torch_threads}; Adam lr {LR}")
+          f"torch threads tried {torch_threads}; torch flushes denormals: {flushing}; "
+          f"Adam lr {LR}")
     for n in nets:
         compare(n, batches, repeats, scale, gflops, torch_threads, sys.stdout)
     print(f"\nsgemm again: {measure_sgemm_gflops():.1f} GFLOP/s; load "

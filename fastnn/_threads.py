@@ -3,11 +3,15 @@
 Why this exists: the numpy and scipy wheels each ship their own OpenBLAS, each with its own
 thread pool, and numba's np.dot (every GEMM in fastnn's kernels) calls scipy's. An OpenBLAS
 worker keeps spinning for a while after each call, so two pools (or one pool and another
-process) busy on the same two cores slow small GEMMs by up to 30x. fastnn therefore decides:
+process) busy on the same cores slow GEMMs severalfold (a 2-thread pool with another process
+on the second core made 64-128-64-10 steps 7.6x slower here). fastnn therefore decides:
 
 - scipy's BLAS pool (the one the kernels use) gets `blas_threads(...)` threads for the call:
   all allowed cores when the step's largest GEMM is big enough to gain from them, else 1
-  (OpenBLAS splits even mid-sized GEMMs, and the hand-off costs more than it saves there);
+  (OpenBLAS splits mid-sized GEMMs too, and the hand-off costs more than it saves there:
+  64-128-64-10 at batch 128 ran 18% slower on 2 threads, at batch 512 13% faster). A large
+  weight matrix counts even at batch 1: its GEMVs are memory-bound, and two cores stream it
+  faster (784-512-256-10: 4% faster at batch 1, 12% at 8, 20% at 32);
 - numpy's BLAS pool (unused by fastnn's kernels) is held at 1 thread during the call, so that
   a pool left spinning by the caller's own numpy work cannot compete;
 - numba's own thread pool is left alone: fastnn's kernels use no prange, so it never starts.
@@ -20,8 +24,10 @@ benchmarks/README.md.
 import os
 from contextlib import contextmanager
 
-# A step whose largest GEMM has fewer multiply-adds than this runs BLAS on one thread.
+# BLAS runs on all cores when the step's largest GEMM has at least this many multiply-adds,
+# or its weight matrix at least this many elements; else on one thread.
 PARALLEL_GEMM_MIN_MACS = 1 << 22
+PARALLEL_GEMM_MIN_WEIGHTS = 1 << 18
 
 _controllers = None  # (scipy's BLAS pools, numpy's other BLAS pools), found once
 
@@ -54,11 +60,14 @@ def cores():
 
 def blas_threads(layer_sizes, batch):
     """BLAS threads for steps on `batch` rows of a network with these layer widths."""
-    fixed = os.environ.get("FASTNN_BLAS_THREADS")
+    fixed = os.environ.get("FASTNN_BLAS_THREADS", "").strip()
     if fixed:
-        return max(1, int(fixed))
-    largest = max(batch * fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return cores() if largest >= PARALLEL_GEMM_MIN_MACS else 1
+        if not fixed.isdigit() or int(fixed) < 1:
+            raise ValueError(f"FASTNN_BLAS_THREADS must be a positive integer, got {fixed!r}")
+        return int(fixed)
+    weights = max(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
+    big = batch * weights >= PARALLEL_GEMM_MIN_MACS or weights >= PARALLEL_GEMM_MIN_WEIGHTS
+    return cores() if big else 1
 
 
 def _current(select):

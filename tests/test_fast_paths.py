@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import naive
-
 import fastnn
 from fastnn import _threads
+
+import naive
 
 SIZES = (5, 7, 6, 3)
 HIDDEN = ["relu", "leaky_relu", "identity", "tanh", "elu", "sigmoid", "gelu"]
@@ -27,24 +27,25 @@ def test_single_sample_gradient_matches_naive(act):
                                rtol=1e-12)
 
 
-@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("batch_size", [1, 4, 8, 16])
 def test_history_grad_norm_is_mean_of_per_step_norms(batch_size):
     """With lr=0 the weights stay put, so each step's ||dW_l|| is that of loss_and_grad on its
-    rows: batch 1 takes the outer-product identity ||a|| ||dz||, batch 4 reads the gradient."""
+    rows: up to 8 rows from Gram products of activations and deltas, above that by reading
+    the gradient."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(8, SIZES[0]))
-    y = rng.integers(0, SIZES[-1], 8)
+    X = rng.normal(size=(32, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], 32)
     model = fastnn.MLP(SIZES, activation="tanh", output="softmax", dtype="float64", seed=1)
     trainer = fastnn.Trainer(model, fastnn.optim.SGD(lr=0.0), batch_size=batch_size,
                              epochs=1, shuffle=False, verbose=0)
     history = trainer.fit(X, y)
     expected = np.zeros(model.n_layers)
-    for start in range(0, 8, batch_size):
+    for start in range(0, 32, batch_size):
         _, grad = model.loss_and_grad(X[start:start + batch_size], y[start:start + batch_size])
         for l in range(model.n_layers):
             dW = grad[model._w_off[l]:model._b_off[l]]
             expected[l] += np.linalg.norm(dW)
-    np.testing.assert_allclose(history.history["grad_norm"][0], expected / (8 // batch_size),
+    np.testing.assert_allclose(history.history["grad_norm"][0], expected / (32 // batch_size),
                                rtol=1e-12)
 
 
@@ -96,13 +97,17 @@ def test_blas_threads_by_gemm_size(monkeypatch):
     monkeypatch.setattr(_threads, "cores", lambda: 2)
     small, large = [64, 128, 64, 10], [784, 512, 256, 10]
     assert _threads.blas_threads(small, 1) == 1
-    assert _threads.blas_threads(large, 1) == 1
-    biggest = 784 * 512
-    threshold_batch = -(-_threads.PARALLEL_GEMM_MIN_MACS // biggest)
-    assert _threads.blas_threads(large, threshold_batch - 1) == 1
-    assert _threads.blas_threads(large, threshold_batch) == 2
+    assert _threads.blas_threads(small, 128) == 1
+    assert _threads.blas_threads(small, 512) == 2  # 512 * 64 * 128 multiply-adds = 2**22
+    assert _threads.blas_threads(small, 511) == 1
+    assert _threads.blas_threads(large, 1) == 2  # 784 * 512 weights >= 2**18
+    assert _threads.blas_threads([600, 400, 10], 1) == 1  # 240,000 weights
     monkeypatch.setenv("FASTNN_BLAS_THREADS", "3")
     assert _threads.blas_threads(small, 1) == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("FASTNN_BLAS_THREADS", bad)
+        with pytest.raises(ValueError, match="FASTNN_BLAS_THREADS"):
+            _threads.blas_threads(small, 1)
 
 
 def _kernel_blas_threads():
