@@ -72,14 +72,23 @@ def _numeric(a, name):
     return arr
 
 
+def all_finite(arr):
+    """No NaN and no infinity, without a boolean temporary as large as arr: min and max
+    propagate NaN and expose +-inf (two vectorized passes, no allocation)."""
+    if arr.size == 0 or arr.dtype.kind != "f":
+        return True
+    with np.errstate(invalid="ignore"):
+        return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
+
+
 def _as_finite(arr, dtype, name):
     """arr as a C-contiguous array of `dtype`; ValueError if it holds NaN or infinity, or
     values that overflow `dtype` (1e39 in a float32 model)."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
+    if not all_finite(out):
         raise ValueError(f"{name} has values too large for the model's dtype {np.dtype(dtype)}")
     return out
 
@@ -113,7 +122,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     empty_index = np.empty(0, dtype=np.int64)
     if loss == "cross_entropy" and arr.ndim == 1:
         if arr.dtype.kind == "f":
-            if not np.isfinite(arr).all():
+            if not all_finite(arr):
                 raise ValueError(f"{name} contains NaN or infinity")
             if (arr != np.floor(arr)).any():
                 raise ValueError(f"{name} holds class labels for cross_entropy and must be "

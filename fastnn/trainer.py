@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from . import _threads
 from ._kernels.network import DIVERGED, evaluate_batches, train_steps
 from ._validation import (
+    all_finite,
     check_features,
     check_flag,
     check_number,
@@ -284,7 +285,7 @@ class Trainer:
                         self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
                 seconds = time.perf_counter() - t0
                 # a finite gradient times a huge lr can still overflow the weights or the state
-                if not (np.isfinite(model.params).all() and np.isfinite(state).all()):
+                if not (all_finite(model.params) and all_finite(state)):
                     raise diverged(epoch, "an update made the weights or optimizer state "
                                           "non-finite")
                 logs = {"loss": float(stats[0] / stats[1])}
