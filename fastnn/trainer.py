@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _threads
-from ._kernels.network import DIVERGED, evaluate_batches, train_steps
+from ._kernels.network import DIVERGED, evaluate_batches, fp_mode, set_fp_mode, train_steps
 from ._validation import (
     all_finite,
     check_features,
@@ -244,6 +244,7 @@ class Trainer:
 
         restore_threads = _threads.limit(model.layer_sizes, batch)  # BLAS pools for this fit
         restore_sigint = bar = None
+        caller_fp_mode = fp_mode()  # restored below even if a kernel raises in train_steps
         try:
             bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
                        disable=self.verbose == 0, dynamic_ncols=True)
@@ -329,6 +330,7 @@ class Trainer:
                 bar.close()
             if restore_sigint is not None:
                 restore_sigint()
+            set_fp_mode(caller_fp_mode)
             restore_threads()
         return history
 

@@ -148,3 +148,35 @@ def test_outer_limit_wins_during_fit(monkeypatch):
 def test_describe_names_the_pools():
     text = _threads.describe()
     assert "cores" in text and "kernel BLAS" in text
+
+
+def test_fp_mode_restored_when_a_kernel_raises():
+    """train_steps flushes denormals; a kernel that raises inside it skips its own restore,
+    so the trainer restores the caller's mode in a finally."""
+    rng = np.random.default_rng(0)
+    X = rng.random((16, 4), dtype=np.float32)
+    y = rng.integers(0, 2, 16)
+    model = fastnn.MLP([4, 8, 2], output="softmax", seed=0)
+    opt = fastnn.optim.Adam()
+    opt.code = 99  # no such optimizer: the update kernel raises inside train_steps
+    with pytest.raises(ValueError, match="unknown optimizer code"):
+        fastnn.Trainer(model, opt, batch_size=4, epochs=1, verbose=0).fit(X, y)
+    assert np.float32(1e-20) * np.float32(1e-20) != 0  # denormals are back
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_propagates_nan_like_torch(dtype):
+    from fastnn._kernels import dense
+
+    z = np.array([[np.nan, -1.0, 2.0, -0.0]], dtype=dtype)
+    b = np.zeros(4, dtype=dtype)
+    for act in (dense.RELU, dense.LEAKY_RELU):
+        a = z.copy()
+        dense.bias_activation_inplace(a, b, act)
+        assert np.isnan(a[0, 0]) and a[0, 2] == 2.0
+        out = np.empty_like(z)
+        dense.bias_activation_forward(out, z.copy(), b, act)
+        assert np.isnan(out[0, 0]) and out[0, 2] == 2.0
+    a = z.copy()
+    dense.bias_activation_inplace(a, b, dense.RELU)
+    assert a[0, 1] == 0.0

@@ -42,7 +42,7 @@ def bias_activation_forward(a, z, b, act):
         for i in range(B):
             for j in range(n):
                 v = z[i, j] + b[j]
-                a[i, j] = v if v > zero else zero  # noqa: FURB136 (a select: NaN -> 0)
+                a[i, j] = zero if v < zero else v  # noqa: FURB136 (a select; NaN stays NaN, as in torch)
     elif act == LEAKY_RELU:
         slope = z.dtype.type(LEAKY_RELU_SLOPE)
         for i in range(B):
@@ -166,7 +166,7 @@ def bias_activation_inplace(a, b, act):
             row = a[i]
             for j in range(n):
                 v = row[j] + b[j]
-                row[j] = v if v > zero else zero  # noqa: FURB136 (a select: NaN -> 0)
+                row[j] = zero if v < zero else v  # noqa: FURB136 (a select; NaN stays NaN, as in torch)
     elif act == LEAKY_RELU:
         slope = a.dtype.type(LEAKY_RELU_SLOPE)
         for i in range(B):

@@ -11,7 +11,7 @@ import math
 
 from numba import njit
 
-from .dense import activation_backward
+from .dense import SOFTMAX, activation_backward
 
 MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 
@@ -38,10 +38,16 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
                 if z[i, j] > m:
                     m = z[i, j]
                     best = j
-            s = 0.0
-            for j in range(k):
-                s += math.exp(float(z[i, j]) - m)
-            lse = m + math.log(s)
+            if act == SOFTMAX:
+                # a = exp(z - m) / s from the forward, and a[best] = 1 / s exactly up to its
+                # rounding: log-sum-exp without a second pass of exponentials (a[best] >= 1/k
+                # never underflows)
+                lse = float(m) - math.log(float(a[i, best]))
+            else:
+                s = 0.0
+                for j in range(k):
+                    s += math.exp(float(z[i, j]) - m)
+                lse = m + math.log(s)
             if by_index:
                 c = y_index[i]
                 total += lse - float(z[i, c])

@@ -59,6 +59,19 @@ def _set_fp_mode(typingctx, mode):
 
 
 @njit(cache=True)
+def fp_mode():
+    """The caller's floating-point mode (x86 MXCSR; 0 elsewhere), for set_fp_mode."""
+    return _get_fp_mode()
+
+
+@njit(cache=True)
+def set_fp_mode(mode):
+    """Restore a mode from fp_mode(). train_steps restores the caller's mode itself when it
+    returns, but not when a kernel raises inside it: the trainer calls this in a finally."""
+    _set_fp_mode(mode)
+
+
+@njit(cache=True)
 def _block(buf, off, rows, cols):
     return buf[off:off + rows * cols].reshape(rows, cols)
 
