@@ -464,3 +464,16 @@ def make_problem(layer_sizes, activation_spec, output, loss, n=6, seed=0, y_kind
         y = random_targets(rng, n, layer_sizes[-1], output, loss, y_kind)
         return params_list, X, y
     raise RuntimeError("no problem with the requested margin found")
+
+
+def per_tensor_rel_error(g, g_ref, layer_sizes):
+    """max over the tensors W_i, b_i of max|g - g_ref| / max|g_ref| (floored by 1e-3 of the
+    largest gradient anywhere, so a near-zero tensor does not blow the measure up)."""
+    g = np.asarray(g, dtype=np.float64)
+    g_ref = np.asarray(g_ref, dtype=np.float64)
+    floor = 1e-3 * max(np.max(np.abs(g_ref)), 1e-12)
+    worst = 0.0
+    for _, sl in tensor_slices(layer_sizes):
+        denom = max(np.max(np.abs(g_ref[sl])), floor)
+        worst = max(worst, np.max(np.abs(g[sl] - g_ref[sl])) / denom)
+    return worst

@@ -44,21 +44,8 @@ def build(sizes, act, output, dtype="float64", params_list=None, seed=0):
     return model
 
 
-def per_tensor_rel_error(g, g_ref, layer_sizes):
-    """max over the tensors W_i, b_i of max|g - g_ref| / max|g_ref| (floored by 1e-3 of the
-    largest gradient anywhere, so a near-zero tensor does not blow the measure up)."""
-    g = np.asarray(g, dtype=np.float64)
-    g_ref = np.asarray(g_ref, dtype=np.float64)
-    floor = 1e-3 * max(np.max(np.abs(g_ref)), 1e-12)
-    worst = 0.0
-    for _, sl in naive.tensor_slices(layer_sizes):
-        denom = max(np.max(np.abs(g_ref[sl])), floor)
-        worst = max(worst, np.max(np.abs(g[sl] - g_ref[sl])) / denom)
-    return worst
-
-
 def assert_grad_close(g, g_ref, layer_sizes, rtol):
-    err = per_tensor_rel_error(g, g_ref, layer_sizes)
+    err = naive.per_tensor_rel_error(g, g_ref, layer_sizes)
     assert err < rtol, f"per-tensor relative gradient error {err:.3e} >= {rtol:.0e}"
 
 

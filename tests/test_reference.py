@@ -19,16 +19,6 @@ def arch_activation_cases():
     return cases
 
 
-def per_tensor_rel_error(g, g_ref, layer_sizes):
-    """max over tensors of max|g - g_ref| / max|g_ref| (per tensor, floored)."""
-    floor = 1e-3 * max(np.max(np.abs(g_ref)), 1e-12)
-    worst = 0.0
-    for _, sl in naive.tensor_slices(layer_sizes):
-        denom = max(np.max(np.abs(g_ref[sl])), floor)
-        worst = max(worst, np.max(np.abs(g[sl] - g_ref[sl])) / denom)
-    return worst
-
-
 # --------------------------------------------------------------------------------------------
 # activations
 # --------------------------------------------------------------------------------------------
@@ -145,7 +135,7 @@ def test_backward_matches_finite_differences(sizes, act, output, loss):
     _, g = naive.loss_and_flat_grad(params_list, X, y, act, output, loss)
     fd = naive.central_difference_gradient(
         lambda v: naive.loss_of_flat(v, sizes, X, y, act, output, loss), flat, eps=1e-6)
-    assert per_tensor_rel_error(g, fd, sizes) < 1e-6
+    assert naive.per_tensor_rel_error(g, fd, sizes) < 1e-6
 
 
 @pytest.mark.parametrize("output,loss", naive.VALID_OUTPUT_LOSS)
