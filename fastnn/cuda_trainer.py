@@ -203,10 +203,7 @@ def fit_cuda(trainer, X, y_index, y_float, val):
             np.copyto(state, new_state)
             committed = True
             history.record(epoch, logs)
-            if trainer.verbose:
-                bar.set_postfix({key: f"{logs[key]:.4g}" for key in
-                                 ("loss", "accuracy", "val_loss", "val_accuracy")
-                                 if key in logs} | {"epoch": epoch + 1}, refresh=False)
+            trainer._show_epoch(bar, epoch, logs)
             if trainer.callbacks:
                 trainer._callbacks("on_epoch_end", epoch, logs)
                 # callbacks may replace the weights (or the lr, read at the next epoch)
@@ -222,10 +219,7 @@ def fit_cuda(trainer, X, y_index, y_float, val):
         if not committed:  # an error mid-epoch: the host holds the last completed epoch
             opt.step_count[0] = good_step
         # callbacks such as EarlyStopping restore their best weights on the way out
-        for cb in trainer.callbacks:
-            fn = getattr(cb, "on_train_abort", None)
-            if fn is not None:
-                fn()
+        trainer._callbacks("on_train_abort")
         raise
     finally:
         bar.close()

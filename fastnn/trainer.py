@@ -308,10 +308,7 @@ class Trainer:
                 logs["samples_per_sec"] = N / seconds if seconds > 0 else float("inf")
                 logs["grad_norm"] = (grad_norms / max(steps, 1)).tolist()
                 history.record(epoch, logs)
-                if self.verbose:
-                    bar.set_postfix({k: f"{logs[k]:.4g}" for k in
-                                     ("loss", "accuracy", "val_loss", "val_accuracy")
-                                     if k in logs} | {"epoch": epoch + 1}, refresh=False)
+                self._show_epoch(bar, epoch, logs)
                 self._callbacks("on_epoch_end", epoch, logs)
                 if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                     raise KeyboardInterrupt
@@ -320,10 +317,7 @@ class Trainer:
             self._callbacks("on_train_end", {})
         except BaseException:
             # callbacks such as EarlyStopping restore their best weights on the way out
-            for cb in self.callbacks:
-                fn = getattr(cb, "on_train_abort", None)
-                if fn is not None:
-                    fn()
+            self._callbacks("on_train_abort")
             raise
         finally:
             if bar is not None:
@@ -333,6 +327,13 @@ class Trainer:
             set_fp_mode(caller_fp_mode)
             restore_threads()
         return history
+
+    def _show_epoch(self, bar, epoch, logs):
+        """The epoch's headline metrics beside the progress bar."""
+        if self.verbose:
+            bar.set_postfix({k: f"{logs[k]:.4g}" for k in
+                             ("loss", "accuracy", "val_loss", "val_accuracy")
+                             if k in logs} | {"epoch": epoch + 1}, refresh=False)
 
     def _evaluate(self, val, ws, kargs, loss_code):
         Xv, yi, yf = val
