@@ -70,16 +70,37 @@ def blas_threads(layer_sizes, batch):
     return cores() if big else 1
 
 
+# The training loop runs on all cores (fastnn/_kernels/sync.py) when a step has at least this
+# many weight multiply-adds (batch x weights); below, one thread (barriers would cost more
+# than the split saves).
+PARALLEL_STEP_MIN_MACS = 1 << 16
+
+
+def train_threads(layer_sizes, batch):
+    """Threads for fastnn's training loop on `batch` rows of a network with these widths.
+    FASTNN_THREADS=n fixes the count."""
+    fixed = os.environ.get("FASTNN_THREADS", "").strip()
+    if fixed:
+        if not fixed.isdigit() or int(fixed) < 1:
+            raise ValueError(f"FASTNN_THREADS must be a positive integer, got {fixed!r}")
+        return int(fixed)
+    weights = sum(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return cores() if batch * weights >= PARALLEL_STEP_MIN_MACS else 1
+
+
 def _current(select):
     counts = [c.num_threads for c in select.lib_controllers]
     return min(counts) if counts else 1
 
 
-def limit(layer_sizes, batch):
+def limit(layer_sizes, batch, loop_threads=1):
     """Set the pools for steps on `batch` rows: kernel BLAS at blas_threads(...) (never above
-    its current setting), numpy's BLAS at 1. Returns a function that restores them."""
+    its current setting), or at 1 when fastnn's own loop runs on loop_threads > 1 threads
+    (each calls BLAS single-threaded); numpy's BLAS at 1. Returns a function that restores
+    them."""
     kernel, other = _pools()
-    n = min(blas_threads(layer_sizes, batch), _current(kernel))
+    wanted = 1 if loop_threads > 1 else blas_threads(layer_sizes, batch)
+    n = min(wanted, _current(kernel))
     kernel_limit = kernel.limit(limits=n)
     other_limit = other.limit(limits=1)
 

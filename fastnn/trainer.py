@@ -13,7 +13,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _threads
-from ._kernels.network import DIVERGED, evaluate_batches, fp_mode, set_fp_mode, train_steps
+from ._kernels.network import (
+    ABORTED,
+    DIVERGED,
+    evaluate_batches,
+    fp_mode,
+    new_sync,
+    set_fp_mode,
+    train_steps,
+)
+from ._kernels.sync import SYNC_ABORT
 from ._validation import (
     all_finite,
     check_features,
@@ -223,8 +232,10 @@ class Trainer:
 
         self.stop_training = False
         history = self.history = History()
-        stats = np.zeros(4)
+        n_threads = _threads.train_threads(model.layer_sizes, batch)
+        stats = np.zeros((n_threads, 4))  # one row per thread, summed per epoch
         grad_norms = np.zeros(model.n_layers)
+        partial = np.zeros((n_threads, model.n_layers + 2))  # per-thread sums shared per step
         interrupted = []
 
         def roll_back():
@@ -242,7 +253,7 @@ class Trainer:
                 f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
                 f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
-        restore_threads = _threads.limit(model.layer_sizes, batch)  # BLAS pools for this fit
+        restore_threads = _threads.limit(model.layer_sizes, batch, n_threads)  # BLAS pools
         restore_sigint = bar = None
         caller_fp_mode = fp_mode()  # restored below even if a kernel raises in train_steps
         try:
@@ -266,7 +277,8 @@ class Trainer:
                 pos = 0
                 while pos < N:
                     tc = time.perf_counter()
-                    status, done = train_steps(
+                    status, done = _steps_on_threads(
+                        n_threads, partial,
                         X, y_index, y_float, order, pos, self._chunk_steps, batch,
                         kargs[0], grads, *kargs[1:], loss_code,
                         opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
@@ -289,9 +301,10 @@ class Trainer:
                 if not (all_finite(model.params) and all_finite(state)):
                     raise diverged(epoch, "an update made the weights or optimizer state "
                                           "non-finite")
-                logs = {"loss": float(stats[0] / stats[1])}
+                totals = stats.sum(axis=0)
+                logs = {"loss": float(totals[0] / totals[1])}
                 if classifier:
-                    logs["accuracy"] = float(stats[2] / stats[3])
+                    logs["accuracy"] = float(totals[2] / totals[3])
                 else:
                     logs["r2"] = _r2_score(logs["loss"], train_var)
                 if val is not None:
@@ -342,6 +355,44 @@ class Trainer:
                          stats, np.empty((0, self.model.n_outputs), self.model.dtype))
         acc = float(stats[2] / stats[3]) if stats[3] else None
         return float(stats[0] / stats[1]), acc
+
+
+def _steps_on_threads(n_threads, partial, *args):
+    """train_steps(*args) run by n_threads threads together (see fastnn/_kernels/sync.py);
+    returns its (status, steps done). The calling thread is thread 0. An exception on any
+    thread raises the shared abort flag, so the others leave their barriers, and is re-raised
+    here once all have stopped."""
+    sync = new_sync()
+    if n_threads == 1:
+        return train_steps(*args, 0, 1, sync, partial)
+    results = [None] * n_threads
+    errors = []
+
+    def work(tid):
+        try:
+            results[tid] = train_steps(*args, tid, n_threads, sync, partial)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            errors.append(e)
+            sync[SYNC_ABORT] = 1
+
+    workers = [threading.Thread(target=work, args=(tid,), name=f"fastnn-train-{tid}",
+                                daemon=True) for tid in range(1, n_threads)]
+    for w in workers:
+        w.start()
+    try:
+        results[0] = train_steps(*args, 0, n_threads, sync, partial)
+    except BaseException:
+        sync[SYNC_ABORT] = 1
+        raise
+    finally:
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
+    status, done = results[0]
+    if status == ABORTED:  # pragma: no cover - only after an error, raised above
+        raise RuntimeError("a training thread stopped without an error")
+    return status, done
 
 
 def _mean_target_variance(y_float):

@@ -172,11 +172,11 @@ def test_relu_propagates_nan_like_torch(dtype):
     b = np.zeros(4, dtype=dtype)
     for act in (dense.RELU, dense.LEAKY_RELU):
         a = z.copy()
-        dense.bias_activation_inplace(a, b, act)
+        dense.bias_activation_inplace(a, b, act, 0, 1, 0, 4)
         assert np.isnan(a[0, 0]) and a[0, 2] == 2.0
         out = np.empty_like(z)
-        dense.bias_activation_forward(out, z.copy(), b, act)
+        dense.bias_activation_forward(out, z.copy(), b, act, 0, 1, 0, 4)
         assert np.isnan(out[0, 0]) and out[0, 2] == 2.0
     a = z.copy()
-    dense.bias_activation_inplace(a, b, dense.RELU)
+    dense.bias_activation_inplace(a, b, dense.RELU, 0, 1, 0, 4)
     assert a[0, 1] == 0.0

@@ -1,4 +1,4 @@
-"""Dense layer: GEMM through BLAS, bias + activation fused into one pass around it.
+"""Dense layer elementwise kernels around the GEMMs (which network.py calls through blas.gemm).
 
 Forward   z = x @ W + b,  a = act(z)
 Backward  dW = x.T @ dz,  db = sum_rows(dz),  dx = dz @ W.T,  dz_prev = dx * act'(prev)
@@ -28,190 +28,211 @@ def keeps_preactivation(act):
 
 
 @njit(cache=True)
-def bias_activation_forward(a, z, b, act):
-    """z += b (row-broadcast), a = act(z); one pass. a may be z itself unless keeps_preactivation."""
-    B, n = z.shape
+def bias_activation_forward(a, z, b, act, r0, r1, c0, c1):
+    """z += b (row-broadcast), a = act(z) on rows r0:r1, columns c0:c1 (one thread's block);
+    one pass. a may be z itself unless keeps_preactivation. Softmax needs whole rows."""
+    n = c1 - c0
+    bb = b[c0:c1]
     one = z.dtype.type(1.0)
     zero = z.dtype.type(0.0)
     # one loop per activation so that each inner loop is branch-free and vectorizes
     if act == IDENTITY:
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                a[i, j] = z[i, j] + b[j]
+                ar[j] = zr[j] + bb[j]
     elif act == RELU:
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j] + b[j]
-                a[i, j] = zero if v < zero else v  # noqa: FURB136 (a select; NaN stays NaN, as in torch)
+                v = zr[j] + bb[j]
+                ar[j] = zero if v < zero else v  # noqa: FURB136 (a select; NaN stays NaN, as in torch)
     elif act == LEAKY_RELU:
         slope = z.dtype.type(LEAKY_RELU_SLOPE)
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j] + b[j]
-                a[i, j] = v if v > zero else slope * v
+                v = zr[j] + bb[j]
+                ar[j] = v if v > zero else slope * v
     elif act == TANH:
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                a[i, j] = np.tanh(z[i, j] + b[j])
+                ar[j] = np.tanh(zr[j] + bb[j])
     elif act == ELU:
         alpha = z.dtype.type(ELU_ALPHA)
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j] + b[j]
-                a[i, j] = v if v > zero else alpha * math.expm1(v)
+                v = zr[j] + bb[j]
+                ar[j] = v if v > zero else alpha * math.expm1(v)
     elif act == SIGMOID:
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j] + b[j]
-                z[i, j] = v
-                a[i, j] = one / (one + np.exp(-v))
+                v = zr[j] + bb[j]
+                zr[j] = v
+                ar[j] = one / (one + np.exp(-v))
     elif act == GELU:
         half = z.dtype.type(0.5)
         inv_sqrt2 = z.dtype.type(1.0 / math.sqrt(2.0))
-        for i in range(B):
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j] + b[j]
-                z[i, j] = v
-                a[i, j] = half * v * (one + math.erf(v * inv_sqrt2))
+                v = zr[j] + bb[j]
+                zr[j] = v
+                ar[j] = half * v * (one + math.erf(v * inv_sqrt2))
     elif act == SOFTMAX:
-        for i in range(B):
-            m = z[i, 0] + b[0]
+        for i in range(r0, r1):
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
+            m = zr[0] + bb[0]
             for j in range(n):
-                v = z[i, j] + b[j]
-                z[i, j] = v
+                v = zr[j] + bb[j]
+                zr[j] = v
                 m = max(m, v)
             s = zero
             for j in range(n):
-                e = np.exp(z[i, j] - m)
-                a[i, j] = e
+                e = np.exp(zr[j] - m)
+                ar[j] = e
                 s += e
             inv = one / s
             for j in range(n):
-                a[i, j] *= inv
+                ar[j] *= inv
 
 
 @njit(cache=True)
-def activation_backward(dz, a, z, act):
-    """dz *= act'(z) in place, with the derivative taken from the output a where it can be.
+def activation_backward(dz, a, z, act, r0, r1, c0, c1):
+    """dz *= act'(z) in place on rows r0:r1, columns c0:c1, with the derivative taken from the
+    output a where it can be (softmax needs whole rows).
 
     On entry dz holds dL/da; on exit dL/dz. z is read only for gelu (and softmax uses a)."""
-    B, n = dz.shape
+    n = c1 - c0
     one = dz.dtype.type(1.0)
     zero = dz.dtype.type(0.0)
     if act == IDENTITY:
         return
     elif act == RELU:  # selects, not branches: the loop vectorizes
-        for i in range(B):
-            row = dz[i]
-            ar = a[i]
+        for i in range(r0, r1):
+            row = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             for j in range(n):
                 row[j] = row[j] if ar[j] > zero else zero
     elif act == LEAKY_RELU:
         slope = dz.dtype.type(LEAKY_RELU_SLOPE)
-        for i in range(B):
-            row = dz[i]
-            ar = a[i]
+        for i in range(r0, r1):
+            row = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             for j in range(n):
                 row[j] = row[j] if ar[j] > zero else slope * row[j]
     elif act == TANH:
-        for i in range(B):
+        for i in range(r0, r1):
+            dzr = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             for j in range(n):
-                dz[i, j] *= one - a[i, j] * a[i, j]
+                dzr[j] *= one - ar[j] * ar[j]
     elif act == ELU:
         alpha = dz.dtype.type(ELU_ALPHA)
-        for i in range(B):
+        for i in range(r0, r1):
+            dzr = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             for j in range(n):
-                if not a[i, j] > zero:
-                    dz[i, j] *= a[i, j] + alpha
+                if not ar[j] > zero:
+                    dzr[j] *= ar[j] + alpha
     elif act == SIGMOID:
-        for i in range(B):
+        for i in range(r0, r1):
+            dzr = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             for j in range(n):
-                dz[i, j] *= a[i, j] * (one - a[i, j])
+                dzr[j] *= ar[j] * (one - ar[j])
     elif act == GELU:
         half = dz.dtype.type(0.5)
         inv_sqrt2 = dz.dtype.type(1.0 / math.sqrt(2.0))
         inv_sqrt2pi = dz.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
-        for i in range(B):
+        for i in range(r0, r1):
+            dzr = dz[i, c0:c1]
+            ar = a[i, c0:c1]
+            zr = z[i, c0:c1]
             for j in range(n):
-                v = z[i, j]
+                v = zr[j]
                 cdf = half * (one + math.erf(v * inv_sqrt2))
                 pdf = inv_sqrt2pi * np.exp(-half * v * v)
-                dz[i, j] *= cdf + v * pdf
+                dzr[j] *= cdf + v * pdf
     elif act == SOFTMAX:
         # Jacobian-vector product: dz_j = a_j (g_j - sum_k g_k a_k)
-        for i in range(B):
+        for i in range(r0, r1):
+            dzr = dz[i, c0:c1]
+            ar = a[i, c0:c1]
             s = zero
             for j in range(n):
-                s += dz[i, j] * a[i, j]
+                s += dzr[j] * ar[j]
             for j in range(n):
-                dz[i, j] = a[i, j] * (dz[i, j] - s)
+                dzr[j] = ar[j] * (dzr[j] - s)
 
 
 @njit(cache=True)
-def bias_activation_inplace(a, b, act):
-    """a = act(a + b) in place (row-broadcast b) for the activations that do not keep z.
+def bias_activation_inplace(a, b, act, r0, r1, c0, c1):
+    """a = act(a + b) in place (row-broadcast b) on rows r0:r1, columns c0:c1, for the
+    activations that do not keep z.
 
     Reading and writing one array lets LLVM vectorize the loop: with a and z passed as the
     same buffer to bias_activation_forward, its runtime alias check fails and the loop runs
     scalar (about 4x slower)."""
-    B, n = a.shape
+    n = c1 - c0
+    bb = b[c0:c1]
     zero = a.dtype.type(0.0)
     if act == IDENTITY:
-        for i in range(B):
-            row = a[i]
+        for i in range(r0, r1):
+            row = a[i, c0:c1]
             for j in range(n):
-                row[j] += b[j]
+                row[j] += bb[j]
     elif act == RELU:
-        for i in range(B):
-            row = a[i]
+        for i in range(r0, r1):
+            row = a[i, c0:c1]
             for j in range(n):
-                v = row[j] + b[j]
+                v = row[j] + bb[j]
                 row[j] = zero if v < zero else v  # noqa: FURB136 (a select; NaN stays NaN, as in torch)
     elif act == LEAKY_RELU:
         slope = a.dtype.type(LEAKY_RELU_SLOPE)
-        for i in range(B):
-            row = a[i]
+        for i in range(r0, r1):
+            row = a[i, c0:c1]
             for j in range(n):
-                v = row[j] + b[j]
+                v = row[j] + bb[j]
                 row[j] = v if v > zero else slope * v
     else:  # tanh, elu (and any other): the general kernel, a doubling as z
-        bias_activation_forward(a, a, b, act)
+        bias_activation_forward(a, a, b, act, r0, r1, c0, c1)
 
 
 @njit(cache=True)
 def dense_forward(a, z, x, W, b, act):
-    """a = act(x @ W + b). z is scratch for the pre-activation (may be a itself when
-    keeps_preactivation(act) is False; then only a is written)."""
+    """a = act(x @ W + b) on whole arrays, one thread (the training loop splits the same work
+    between threads itself). z is scratch for the pre-activation when keeps_preactivation."""
+    B, n = a.shape
     if keeps_preactivation(act):
         np.dot(x, W, z)
-        bias_activation_forward(a, z, b, act)
+        bias_activation_forward(a, z, b, act, 0, B, 0, n)
     else:
         np.dot(x, W, a)
-        bias_activation_inplace(a, b, act)
+        bias_activation_inplace(a, b, act, 0, B, 0, n)
 
 
 @njit(cache=True)
 def dense_backward(dx, dW, db, dz, x, W):
     """dW = x.T @ dz, db = column sums of dz (both overwritten), and dx = dz @ W.T when dx
-    has rows (pass an empty dx for the first layer: the input needs no gradient)."""
-    B, n = dz.shape
-    if B == 1:
-        # outer product, one write of dW: about 2x faster than sgemm with a unit inner dimension
-        # (which OpenBLAS does not forward to ger); gemm m=1 is already forwarded to gemv
-        d0 = dz[0]
-        for i in range(x.shape[1]):
-            row = dW[i]
-            c = x[0, i]
-            for j in range(n):
-                row[j] = c * d0[j]
-    else:
-        np.dot(x.T, dz, dW)
+    has rows; whole arrays, one thread."""
+    np.dot(x.T, dz, dW)
     zero = db.dtype.type(0.0)
-    for j in range(n):
+    for j in range(db.shape[0]):
         db[j] = zero
-    for i in range(B):
-        row = dz[i]
-        for j in range(n):
-            db[j] += row[j]
+    for i in range(dz.shape[0]):
+        for j in range(db.shape[0]):
+            db[j] += dz[i, j]
     if dx.shape[0] > 0:
         np.dot(dz, W.T, dx)

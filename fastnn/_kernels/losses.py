@@ -17,8 +17,9 @@ MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 
 
 @njit(cache=True)
-def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
-    """Write dL/dz into dz (for the batch-mean loss) and accumulate into stats (float64):
+def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
+    """Write dL/dz into dz (for the mean loss over a batch of `batch` rows, of which these B
+    rows are one thread's share) and accumulate into stats (float64):
     stats[0] += sum over samples of the per-sample loss (so stats[0] / B is the batch loss),
     stats[1] += B, stats[2] += correct predictions, stats[3] += predictions counted.
     Returns this batch's summed per-sample loss (non-finite signals divergence)."""
@@ -30,7 +31,7 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
     correct = 0
     counted = 0
     if loss == CROSS_ENTROPY:  # softmax output: dz = (p * sum(y) - y) / B
-        inv_b = dz.dtype.type(1.0 / B)
+        inv_b = dz.dtype.type(1.0 / batch)
         for i in range(B):
             m = z[i, 0]
             best = 0
@@ -69,7 +70,7 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
                 correct += best == ybest
             counted += 1
     elif loss == BINARY_CROSS_ENTROPY:  # sigmoid output: dz = (p - y) / (B k)
-        inv_n = dz.dtype.type(1.0 / (B * k))
+        inv_n = dz.dtype.type(1.0 / (batch * k))
         inv_k = 1.0 / k
         half = dz.dtype.type(0.5)
         for i in range(B):
@@ -85,7 +86,7 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
             counted += k
     else:  # MSE on any output activation: dL/da = 2 (a - y) / (B k), then through act
         inv_k = 1.0 / k
-        two_over_n = dz.dtype.type(2.0 / (B * k))
+        two_over_n = dz.dtype.type(2.0 / (batch * k))
         for i in range(B):
             row = 0.0
             for j in range(k):
@@ -97,7 +98,7 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats):
                 row += float(d) * float(d)
                 dz[i, j] = two_over_n * d
             total += row * inv_k
-        activation_backward(dz, a, z, act)
+        activation_backward(dz, a, z, act, 0, B, 0, k)
     stats[0] += total
     stats[1] += B
     stats[2] += correct

@@ -6,18 +6,33 @@ live in flat workspaces: layer l's (B, sizes[l+1]) block starts at B * unit_off[
 unit_off = [0, cumsum(sizes[1:])]; `A` holds act(z), `Z` the pre-activations that
 keeps_preactivation() asks for, `D` the deltas dL/dz. All are sized for the largest batch, and
 a smaller (last) batch uses their leading part, so nothing is allocated per step.
+
+Threads: every function that takes (tid, nth, sync) is run by nth threads at once, each doing
+its share of each phase and meeting the others at a barrier between dependent phases (see
+sync.py). GEMMs are split by batch rows when there are many rows, else by output columns (a
+GEMV on one row streams half of W on each core); dW by its rows (input units), the optimizer
+update by element ranges. nth == 1 is the serial loop.
 """
 import math
 import platform
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .dense import activation_backward, dense_backward, dense_forward
+from .blas import gemm
+from .dense import (
+    SOFTMAX,
+    activation_backward,
+    bias_activation_forward,
+    bias_activation_inplace,
+    keeps_preactivation,
+)
 from .losses import loss_forward_backward
 from .optim import optimizer_update
+from .sync import ALIGN, SYNC_ABORT, SYNC_SIZE, atomic_load, barrier, share
 
 # Denormals: Adam's moments of a parameter whose gradient stays 0 (a dead ReLU unit, an input
 # pixel that is always 0) decay into the float32 denormal range and stick there (m - 0.1 m
@@ -76,80 +91,190 @@ def _block(buf, off, rows, cols):
     return buf[off:off + rows * cols].reshape(rows, cols)
 
 
+# Batches of at least this many rows split a layer's GEMMs between threads by rows; smaller
+# ones by output columns (each thread then reads only its part of W: batch 1-32 GEMMs are
+# bound by streaming W).
+ROW_SPLIT_MIN = 64
+
+
+@njit(cache=True)
+def _by_rows(B, act):
+    return B >= ROW_SPLIT_MIN or act == SOFTMAX  # softmax normalizes whole rows
+
+
+@njit(cache=True)
+def layer_forward(tid, nth, A, Z, inp, inp_off, params, fi, fo, w_off, b_off, act, B, out_off):
+    """This thread's block of a = act(inp @ W + b) for one layer; inp is the flat buffer holding
+    the layer's input (B, fi) at inp_off, a and z land at out_off of A and Z."""
+    if _by_rows(B, act):
+        r0, r1 = share(B, tid, nth, 1)
+        c0, c1 = 0, fo
+    else:
+        r0, r1 = 0, B
+        c0, c1 = share(fo, tid, nth, ALIGN)
+    if r1 <= r0 or c1 <= c0:
+        return
+    keep = keeps_preactivation(act)
+    dst = Z if keep else A
+    gemm(0, 0, r1 - r0, c1 - c0, fi, inp, inp_off + r0 * fi, fi, params, w_off + c0, fo, 0.0,
+         dst, out_off + r0 * fo + c0, fo)
+    a = _block(A, out_off, B, fo)
+    b = params[b_off:b_off + fo]
+    if keep:
+        bias_activation_forward(a, _block(Z, out_off, B, fo), b, act, r0, r1, c0, c1)
+    else:
+        bias_activation_inplace(a, b, act, r0, r1, c0, c1)
+
+
+@njit(cache=True)
+def _forward(tid, nth, sync, A, Z, x, x_off, params, sizes, acts, w_off, b_off, unit_off, B):
+    """Forward pass on the batch (B, sizes[0]) at x_off of the flat x; the output lands in A's
+    last block. Ends with every thread past a barrier."""
+    inp = x
+    inp_off = x_off
+    for l in range(acts.shape[0]):
+        out_off = B * unit_off[l]
+        layer_forward(tid, nth, A, Z, inp, inp_off, params, sizes[l], sizes[l + 1], w_off[l],
+                      b_off[l], acts[l], B, out_off)
+        barrier(sync, nth)
+        inp = A
+        inp_off = out_off
+
+
+@njit(cache=True)
+def layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off, b_off,
+                   prev_act, B, dz_off, dprev_off, has_prev):
+    """This thread's share of one layer's backward from dz (B, fo) at dz_off of D: rows of
+    dW = inp.T @ dz, entries of db = column sums of dz, and (has_prev) a block of
+    dprev = (dz @ W.T) * act'(prev) at dprev_off of D."""
+    i0, i1 = share(fi, tid, nth, ALIGN)  # dW rows = input units
+    if i1 > i0:
+        if B == 1:
+            # outer product, one write of dW: about 2x faster than sgemm with a unit inner
+            # dimension (which OpenBLAS does not forward to ger)
+            d0 = D[dz_off:dz_off + fo]
+            for i in range(i0, i1):
+                c = inp[inp_off + i]
+                row = grads[w_off + i * fo:w_off + (i + 1) * fo]
+                for j in range(fo):
+                    row[j] = c * d0[j]
+        else:
+            gemm(1, 0, i1 - i0, fo, B, inp, inp_off + i0, fi, D, dz_off, fo, 0.0, grads,
+                 w_off + i0 * fo, fo)
+    j0, j1 = share(fo, tid, nth, ALIGN)
+    if j1 > j0:
+        db = grads[b_off + j0:b_off + j1]
+        zero = db.dtype.type(0.0)
+        for j in range(j1 - j0):
+            db[j] = zero
+        for r in range(B):
+            row = D[dz_off + r * fo + j0:dz_off + r * fo + j1]
+            for j in range(j1 - j0):
+                db[j] += row[j]
+    if not has_prev:
+        return
+    if B >= ROW_SPLIT_MIN:
+        r0, r1 = share(B, tid, nth, 1)
+        c0, c1 = 0, fi
+    else:
+        r0, r1 = 0, B
+        c0, c1 = i0, i1
+    if r1 <= r0 or c1 <= c0:
+        return
+    gemm(0, 1, r1 - r0, c1 - c0, fo, D, dz_off + r0 * fo, fo, params, w_off + c0 * fo, fo, 0.0,
+         D, dprev_off + r0 * fi + c0, fi)
+    activation_backward(_block(D, dprev_off, B, fi), _block(A, inp_off, B, fi),
+                        _block(Z, inp_off, B, fi), prev_act, r0, r1, c0, c1)
+
+
+@njit(cache=True)
+def _backward(tid, nth, sync, grads, D, A, Z, x, x_off, params, sizes, acts, w_off, b_off,
+              unit_off, B):
+    """Backpropagation in O(L) GEMMs: D's last block holds dL/dz_out on entry (from the loss);
+    each layer turns its delta into dW, db and the previous layer's delta. grads is
+    overwritten. Ends with every thread past a barrier."""
+    L = acts.shape[0]
+    for l in range(L - 1, -1, -1):
+        has_prev = l > 0
+        inp = A if has_prev else x
+        inp_off = B * unit_off[l - 1] if has_prev else x_off
+        prev_act = acts[l - 1] if has_prev else acts[l]
+        layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, sizes[l], sizes[l + 1],
+                       w_off[l], b_off[l], prev_act, B, B * unit_off[l], inp_off, has_prev)
+        barrier(sync, nth)
+
+
+@njit(cache=True)
+def _loss(tid, nth, D, A, Z, y_index, y_float, sizes, acts, unit_off, loss, stats, B):
+    """This thread's rows of the fused loss + output delta; returns their summed loss."""
+    L = acts.shape[0]
+    k = sizes[L]
+    off = B * unit_off[L - 1]
+    r0, r1 = share(B, tid, nth, 1)
+    if r1 <= r0:
+        return 0.0
+    yi = y_index[r0:r1] if y_index.shape[0] > 0 else y_index[:0]
+    yf = y_float[r0:r1] if y_float.shape[0] > 0 else y_float[:0]
+    return loss_forward_backward(_block(D, off, B, k)[r0:r1], _block(Z, off, B, k)[r0:r1],
+                                 _block(A, off, B, k)[r0:r1], yi, yf, loss, acts[L - 1], stats,
+                                 B)
+
+
+_NO_SYNC_SHAPE = 0  # the serial wrappers below pass an empty sync array: nth == 1 never reads it
+
+
 @njit(cache=True)
 def network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
-    """Forward pass of the whole network on x (B, sizes[0]); the output lands in A's last block."""
+    """Forward pass of the whole network on x (B, sizes[0]), one thread; the output lands in
+    A's last block."""
     B = x.shape[0]
-    inp = x
-    for l in range(acts.shape[0]):
-        fi = sizes[l]
-        fo = sizes[l + 1]
-        W = _block(params, w_off[l], fi, fo)
-        b = params[b_off[l]:b_off[l] + fo]
-        a = _block(A, B * unit_off[l], B, fo)
-        z = _block(Z, B * unit_off[l], B, fo)
-        dense_forward(a, z, inp, W, b, acts[l])
-        inp = a
+    sync = sizes[:_NO_SYNC_SHAPE]
+    _forward(0, 1, sync, A, Z, x.reshape(x.size), 0, params, sizes, acts, w_off, b_off,
+             unit_off, B)
 
 
 @njit(cache=True)
 def network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
-    """Backpropagation in O(L) GEMMs: D's last block holds dL/dz_out on entry (from the loss);
-    each layer turns its delta into dW, db and the previous layer's delta. grads is overwritten."""
+    """Backward pass (one thread) from dL/dz_out in D's last block; grads is overwritten."""
     B = x.shape[0]
-    L = acts.shape[0]
-    empty = D[:0].reshape(0, sizes[0])
-    for l in range(L - 1, -1, -1):
-        fi = sizes[l]
-        fo = sizes[l + 1]
-        W = _block(params, w_off[l], fi, fo)
-        dW = _block(grads, w_off[l], fi, fo)
-        db = grads[b_off[l]:b_off[l] + fo]
-        dz = _block(D, B * unit_off[l], B, fo)
-        if l == 0:
-            dense_backward(empty, dW, db, dz, x, W)
-        else:
-            off = B * unit_off[l - 1]
-            inp = _block(A, off, B, fi)
-            dprev = _block(D, off, B, fi)
-            dense_backward(dprev, dW, db, dz, inp, W)
-            activation_backward(dprev, inp, _block(Z, off, B, fi), acts[l - 1])
+    sync = sizes[:_NO_SYNC_SHAPE]
+    _backward(0, 1, sync, grads, D, A, Z, x.reshape(x.size), 0, params, sizes, acts, w_off,
+              b_off, unit_off, B)
 
 
 @njit(cache=True)
 def forward_loss_backward(grads, D, A, Z, x, y_index, y_float, params, sizes, acts, w_off,
                           b_off, unit_off, loss, stats):
-    """One training step's gradient: forward, fused loss + output delta, backward.
+    """One training step's gradient (one thread): forward, fused loss + output delta, backward.
     Returns the batch's summed per-sample loss (stats accumulate as in loss_forward_backward)."""
     B = x.shape[0]
-    L = acts.shape[0]
     network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off)
-    k = sizes[L]
-    off = B * unit_off[L - 1]
-    total = loss_forward_backward(_block(D, off, B, k), _block(Z, off, B, k),
-                                  _block(A, off, B, k), y_index, y_float, loss, acts[L - 1],
-                                  stats)
+    total = _loss(0, 1, D, A, Z, y_index, y_float, sizes, acts, unit_off, loss, stats, B)
     network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_off)
     return total
 
 
 @njit(cache=True)
-def gather_batch(xb, yb_index, yb_float, X, y_index, y_float, order, start, B):
-    """Copy the rows order[start:start+B] of X and of the targets into the batch buffers."""
+def gather_batch(tid, nth, xb, yb_index, yb_float, X, y_index, y_float, order, start, B):
+    """Copy this thread's share of the rows order[start:start+B] of X and of the targets into
+    the batch buffers."""
     n_in = X.shape[1]
-    for i in range(B):
-        r = order[start + i]
+    r0, r1 = share(B, tid, nth, 1)
+    for i in range(r0, r1):
+        src = X[order[start + i]]
+        dst = xb[i * n_in:(i + 1) * n_in]
         for j in range(n_in):
-            xb[i * n_in + j] = X[r, j]
+            dst[j] = src[j]
     if y_index.shape[0] > 0:
-        for i in range(B):
+        for i in range(r0, r1):
             yb_index[i] = y_index[order[start + i]]
     else:
         k = y_float.shape[1]
-        for i in range(B):
-            r = order[start + i]
+        for i in range(r0, r1):
+            src = y_float[order[start + i]]
+            dst = yb_float[i * k:(i + 1) * k]
             for j in range(k):
-                yb_float[i * k + j] = y_float[r, j]
+                dst[j] = src[j]
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -167,64 +292,73 @@ GRAM_NORM_MAX_ROWS = 8
 
 
 @njit(cache=True)
-def layer_grad_norms(out, grads, x, D, A, sizes, w_off, b_off, unit_off):
-    """out[l] += ||dW_l|| for each layer; returns the squared global norm (all W and b).
+def layer_grad_sumsq(tid, nth, out, grads, x, x_off, D, A, sizes, w_off, b_off, unit_off, B):
+    """This thread's part of the squared gradient norms: out[l] = its part of ||dW_l||^2 and
+    out[L] its part of sum_l ||db_l||^2 (the threads' parts add up to the whole).
 
-    x (B, n_in), D and A are the step's input, deltas and activations. For a few rows,
-    dW_l = a^T dz is a sum of B outer products and
+    For a few rows, dW_l = a^T dz is a sum of B outer products and
     ||dW_l||^2 = sum_{r,s} (a_r . a_s)(dz_r . dz_s): O(B^2 (fan_in + fan_out)) work instead of
-    a second read of the whole gradient (2 MB for 784-512-256-10). In float64 its rounding is
-    far below float32's. (A float32 overflow inside dW that this misses surfaces as a
-    non-finite loss one step later.)"""
-    B = x.shape[0]
-    total = 0.0
-    for l in range(w_off.shape[0]):
+    a second read of the whole gradient (2 MB for 784-512-256-10); thread 0 does it. In float64
+    its rounding is far below float32's. (A float32 overflow inside dW that this misses
+    surfaces as a non-finite loss one step later.) Otherwise each thread reads the rows of dW
+    it wrote."""
+    L = w_off.shape[0]
+    sq_b = 0.0
+    for l in range(L):
         fi = sizes[l]
         fo = sizes[l + 1]
-        db = grads[b_off[l]:b_off[l] + fo]
-        sq_b = _dot64(db, db)
+        j0, j1 = share(fo, tid, nth, ALIGN)
+        db = grads[b_off[l] + j0:b_off[l] + j1]
+        sq_b += _dot64(db, db)
+        sq_w = 0.0
         if B <= GRAM_NORM_MAX_ROWS:
-            inp = x if l == 0 else _block(A, B * unit_off[l - 1], B, fi)
-            dz = _block(D, B * unit_off[l], B, fo)
-            sq_w = 0.0
-            for r in range(B):
-                sq_w += _dot64(inp[r], inp[r]) * _dot64(dz[r], dz[r])
-                for q in range(r):
-                    sq_w += 2.0 * _dot64(inp[r], inp[q]) * _dot64(dz[r], dz[q])
-            if sq_w < 0.0:  # noqa: PLR1730 (cancellation can leave a tiny negative; NaN passes)
-                sq_w = 0.0
+            if tid == 0:
+                inp = _block(x, x_off, B, fi) if l == 0 else _block(A, B * unit_off[l - 1], B,
+                                                                      fi)
+                dz = _block(D, B * unit_off[l], B, fo)
+                for r in range(B):
+                    sq_w += _dot64(inp[r], inp[r]) * _dot64(dz[r], dz[r])
+                    for q in range(r):
+                        sq_w += 2.0 * _dot64(inp[r], inp[q]) * _dot64(dz[r], dz[q])
+                if sq_w < 0.0:  # noqa: PLR1730 (cancellation can leave a tiny negative; NaN passes)
+                    sq_w = 0.0
         else:
-            dW = grads[w_off[l]:w_off[l] + fi * fo]
+            i0, i1 = share(fi, tid, nth, ALIGN)
+            dW = grads[w_off[l] + i0 * fo:w_off[l] + i1 * fo]
             sq_w = _dot64(dW, dW)
-        out[l] += math.sqrt(sq_w)
-        total += sq_w + sq_b
-    return total
+        out[l] = sq_w
+    out[L] = sq_b
 
 
 # status codes returned by train_steps
-RAN, DIVERGED = 0, 1
+RAN, DIVERGED, ABORTED = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                 params, grads, sizes, acts, w_off, b_off, unit_off, loss,
                 opt_code, opt_hyper, opt_state, opt_step, clip_norm,
-                xb, yb_index, yb_float, A, Z, D, stats, grad_norms):
+                xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth, sync, partial):
     """Run up to n_steps minibatch steps over rows order[start:], with no Python in between.
 
     Step s uses rows order[start + s*batch_size : ... + batch_size] (the last batch may be
     short). Each step: gather, forward, loss, backward, optional norm clipping, fused update.
-    opt_step[0] is the optimizer's step counter (incremented per applied step). stats and
-    grad_norms accumulate (see loss_forward_backward / layer_grad_norms).
-    Returns (status, steps applied). On a non-finite loss or gradient the step is not applied
-    and status is DIVERGED.
+    opt_step[0] is the optimizer's step counter (incremented per applied step). stats[tid]
+    (4,) and grad_norms (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
+
+    Called by nth threads at once with tid = 0..nth-1 and the same arguments otherwise (nogil),
+    or by one with tid 0, nth 1. sync (SYNC_SIZE int64, zeroed) and partial (nth, L + 2)
+    float64 are shared scratch. Every thread returns the same (status, steps applied): on a
+    non-finite loss or gradient the step is not applied and status is DIVERGED; ABORTED when
+    sync's abort flag was raised (another thread failed).
     """
     caller_mode = _get_fp_mode()
     _set_fp_mode(caller_mode | FLUSH_DENORMALS)
     status, done = _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                                 params, grads, sizes, acts, w_off, b_off, unit_off, loss,
                                 opt_code, opt_hyper, opt_state, opt_step, clip_norm,
-                                xb, yb_index, yb_float, A, Z, D, stats, grad_norms)
+                                xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth,
+                                sync, partial)
     _set_fp_mode(caller_mode)
     return status, done
 
@@ -233,34 +367,68 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
 def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                  params, grads, sizes, acts, w_off, b_off, unit_off, loss,
                  opt_code, opt_hyper, opt_state, opt_step, clip_norm,
-                 xb, yb_index, yb_float, A, Z, D, stats, grad_norms):
+                 xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth, sync, partial):
     N = order.shape[0]
-    n_in = X.shape[1]
-    k = sizes[sizes.shape[0] - 1]
+    L = acts.shape[0]
+    k = sizes[L]
+    n_params = params.shape[0]
+    p0, p1 = share(n_params, tid, nth, ALIGN)
+    mine = partial[tid]
     done = 0
     for s in range(n_steps):
         pos = start + s * batch_size
         if pos >= N:
             break
         B = min(batch_size, N - pos)
-        gather_batch(xb, yb_index, yb_float, X, y_index, y_float, order, pos, B)
-        x = _block(xb, 0, B, n_in)
+        gather_batch(tid, nth, xb, yb_index, yb_float, X, y_index, y_float, order, pos, B)
+        barrier(sync, nth)
         yi = yb_index[:B] if y_index.shape[0] > 0 else yb_index[:0]
         yf = _block(yb_float, 0, B if y_index.shape[0] == 0 else 0, k)
-        total = forward_loss_backward(grads, D, A, Z, x, yi, yf, params, sizes, acts, w_off,
-                                      b_off, unit_off, loss, stats)
-        sumsq = layer_grad_norms(grad_norms, grads, x, D, A, sizes, w_off, b_off, unit_off)
+        _forward(tid, nth, sync, A, Z, xb, 0, params, sizes, acts, w_off, b_off, unit_off, B)
+        mine[L + 1] = _loss(tid, nth, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats[tid],
+                            B)
+        barrier(sync, nth)
+        _backward(tid, nth, sync, grads, D, A, Z, xb, 0, params, sizes, acts, w_off, b_off,
+                  unit_off, B)
+        layer_grad_sumsq(tid, nth, mine, grads, xb, 0, D, A, sizes, w_off, b_off, unit_off, B)
+        if not barrier(sync, nth):
+            return ABORTED, done
+        # every thread sums the parts in the same order: all take the same decisions below
+        total = 0.0
+        sumsq = 0.0
+        for t in range(nth):
+            total += partial[t, L + 1]
+            for l in range(L + 1):
+                sumsq += partial[t, l]
         if not (math.isfinite(total) and math.isfinite(sumsq)):
             return DIVERGED, done
+        if tid == 0:
+            for l in range(L):
+                sq_w = 0.0
+                for t in range(nth):
+                    sq_w += partial[t, l]
+                grad_norms[l] += math.sqrt(sq_w)
         scale = 1.0
         if clip_norm > 0.0:
             norm = math.sqrt(sumsq)
             # torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6))
             scale = min(1.0, clip_norm / (norm + 1e-6))
-        opt_step[0] += 1
-        optimizer_update(opt_code, params, grads, opt_state, opt_hyper, opt_step[0], scale)
+        step = opt_step[0] + 1
+        optimizer_update(opt_code, params, grads[p0:p1], opt_state, opt_hyper, step, scale, p0,
+                         p1)
+        if not barrier(sync, nth):  # the next step reads every updated parameter
+            return ABORTED, done
+        if tid == 0:
+            opt_step[0] = step  # after the barrier: no thread still reads the old count
         done += 1
+    if nth > 1 and atomic_load(sync, SYNC_ABORT) != 0:
+        return ABORTED, done
     return RAN, done
+
+
+def new_sync():
+    """A zeroed sync array for one set of threads running train_steps together."""
+    return np.zeros(SYNC_SIZE, dtype=np.int64)
 
 
 @njit(cache=True)
@@ -268,19 +436,19 @@ def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off
                      unit_off, loss, xb, A, Z, D, stats, out):
     """Loss/accuracy over (X, y) in batches without training (stats accumulate), and, when out
     has rows, the network outputs written into out (N, k). Pass targets with no rows to only
-    predict."""
+    predict. One thread."""
     N = X.shape[0]
     n_in = X.shape[1]
     L = acts.shape[0]
     k = sizes[L]
     has_targets = y_index.shape[0] > 0 or y_float.shape[0] > 0
+    sync = sizes[:_NO_SYNC_SHAPE]
     for pos in range(0, N, batch_size):
         B = min(batch_size, N - pos)
         for i in range(B):
             for j in range(n_in):
                 xb[i * n_in + j] = X[pos + i, j]
-        x = _block(xb, 0, B, n_in)
-        network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off)
+        _forward(0, 1, sync, A, Z, xb, 0, params, sizes, acts, w_off, b_off, unit_off, B)
         off = B * unit_off[L - 1]
         a = _block(A, off, B, k)
         if out.shape[0] > 0:
@@ -290,5 +458,4 @@ def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off
         if has_targets:
             yi = y_index[pos:pos + B] if y_index.shape[0] > 0 else y_index[:0]
             yf = y_float[pos:pos + B] if y_float.shape[0] > 0 else y_float[:0]
-            loss_forward_backward(_block(D, off, B, k), _block(Z, off, B, k), a, yi, yf, loss,
-                                  acts[L - 1], stats)
+            _loss(0, 1, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats, B)

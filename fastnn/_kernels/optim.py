@@ -5,7 +5,10 @@ Hyperparameters arrive as a float64 array `hyper` whose layout is fixed per opti
 fastnn/optim.py); scalars derived from the step count (bias corrections, decayed lr) are computed
 once per step in float64 and cast to the buffer dtype, so the element loop stays in that dtype.
 `state` is (n_slots, n_params) in the parameter dtype; `step` counts from 1. `grad_scale`
-multiplies every gradient element (gradient-norm clipping), 1 when not clipping.
+multiplies every gradient element (gradient-norm clipping), 1 when not clipping. Each call
+updates the elements lo:hi of p and state (the training loop's threads update disjoint ranges,
+and a fused backward updates blocks of rows as it goes); g holds the gradient of exactly those
+hi - lo elements.
 
 error_model="numpy": division follows IEEE (x/0 is inf or nan, as in torch) instead of Python's
 ZeroDivisionError check, whose branch inside the loop stops LLVM from vectorizing it.
@@ -19,9 +22,10 @@ SGD, ADAM, ADAGRAD, ADADELTA, RMSPROP = range(5)
 
 
 @njit(cache=True, error_model="numpy")
-def sgd_update(p, g, state, hyper, step, grad_scale):
+def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (initialised to the first gradient, as torch does)."""
+    p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     lr = t(hyper[0])
     momentum = t(hyper[1])
@@ -29,15 +33,14 @@ def sgd_update(p, g, state, hyper, step, grad_scale):
     wd = t(hyper[3])
     nesterov = hyper[4] != 0.0
     scale = t(grad_scale)
-    n = p.shape[0]
     if hyper[1] == 0.0:
-        for i in range(n):
+        for i in range(p.shape[0]):
             gi = g[i] * scale + wd * p[i]
             p[i] -= lr * gi
         return
-    buf = state[0]
+    buf = state[0][lo:hi]
     first = step == 1
-    for i in range(n):
+    for i in range(p.shape[0]):
         gi = g[i] * scale + wd * p[i]
         if first:
             bi = gi
@@ -52,13 +55,14 @@ def sgd_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True, error_model="numpy")
-def adam_update(p, g, state, hyper, step, grad_scale):
+def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled];
     state[0] = m, state[1] = v, state[2] = max v (amsgrad only).
 
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     weight decay: g += wd p (Adam), or p *= 1 - lr wd before the step (AdamW, decoupled)."""
+    p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     lr = hyper[0]
     b1 = hyper[1]
@@ -76,12 +80,11 @@ def adam_update(p, g, state, hyper, step, grad_scale):
     wd_l2 = t(0.0 if decoupled else hyper[4])
     decay = t(1.0 - lr * hyper[4] if decoupled else 1.0)
     scale = t(grad_scale)
-    m = state[0]
-    v = state[1]
-    n = p.shape[0]
+    m = state[0][lo:hi]
+    v = state[1][lo:hi]
     if amsgrad:
-        vmax = state[2]
-        for i in range(n):
+        vmax = state[2][lo:hi]
+        for i in range(p.shape[0]):
             pi = p[i] * decay
             gi = g[i] * scale + wd_l2 * pi
             mi = m[i] + one_m_b1 * (gi - m[i])
@@ -92,7 +95,7 @@ def adam_update(p, g, state, hyper, step, grad_scale):
             vmax[i] = vm
             p[i] = pi - step_size * mi / (np.sqrt(vm) * inv_bc2_sqrt + eps)
     else:
-        for i in range(n):
+        for i in range(p.shape[0]):
             pi = p[i] * decay
             gi = g[i] * scale + wd_l2 * pi
             mi = m[i] + one_m_b1 * (gi - m[i])
@@ -103,18 +106,19 @@ def adam_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True, error_model="numpy")
-def adagrad_update(p, g, state, hyper, step, grad_scale):
+def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value, eps];
     state[0] = sum of squared gradients (starts at initial_accumulator_value).
 
     g <- g + weight_decay p;  lr_t = lr / (1 + (t - 1) lr_decay)
     s <- s + g^2;  p <- p - lr_t g / (sqrt(s) + eps)"""
+    p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     clr = t(hyper[0] / (1.0 + (step - 1) * hyper[1]))
     wd = t(hyper[2])
     eps = t(hyper[4])
     scale = t(grad_scale)
-    acc = state[0]
+    acc = state[0][lo:hi]
     for i in range(p.shape[0]):
         gi = g[i] * scale + wd * p[i]
         si = acc[i] + gi * gi
@@ -123,13 +127,14 @@ def adagrad_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True, error_model="numpy")
-def adadelta_update(p, g, state, hyper, step, grad_scale):
+def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay];
     state[0] = v (running mean of g^2), state[1] = u (running mean of squared updates).
 
     g <- g + weight_decay p;  v <- rho v + (1 - rho) g^2
     dx = sqrt(u + eps) / sqrt(v + eps) g   (eps inside both roots)
     u <- rho u + (1 - rho) dx^2;  p <- p - lr dx"""
+    p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     lr = t(hyper[0])
     rho = t(hyper[1])
@@ -137,8 +142,8 @@ def adadelta_update(p, g, state, hyper, step, grad_scale):
     eps = t(hyper[2])
     wd = t(hyper[3])
     scale = t(grad_scale)
-    v = state[0]
-    u = state[1]
+    v = state[0][lo:hi]
+    u = state[1][lo:hi]
     for i in range(p.shape[0]):
         gi = g[i] * scale + wd * p[i]
         vi = rho * v[i] + one_m_rho * gi * gi
@@ -149,7 +154,7 @@ def adadelta_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True, error_model="numpy")
-def rmsprop_update(p, g, state, hyper, step, grad_scale):
+def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state[0] = v (running mean of g^2), then the momentum buffer b (momentum > 0), then the
     running mean of g, gbar (centered).
@@ -158,6 +163,7 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale):
     centered: gbar <- alpha gbar + (1 - alpha) g, and v - gbar^2 replaces v below
     d = sqrt(v) + eps   (eps outside the root)
     momentum: b <- momentum b + g / d, p <- p - lr b;  else p <- p - lr g / d"""
+    p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     lr = t(hyper[0])
     alpha = t(hyper[1])
@@ -168,10 +174,10 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale):
     use_momentum = hyper[4] > 0.0
     centered = hyper[5] != 0.0
     scale = t(grad_scale)
-    v = state[0]
+    v = state[0][lo:hi]
     # unused slots alias v; the branches below never touch them
-    buf = state[1] if use_momentum else v
-    gbar = state[2 if use_momentum else 1] if centered else v
+    buf = state[1][lo:hi] if use_momentum else v
+    gbar = state[2 if use_momentum else 1][lo:hi] if centered else v
     for i in range(p.shape[0]):
         gi = g[i] * scale + wd * p[i]
         vi = alpha * v[i] + one_m_alpha * gi * gi
@@ -190,17 +196,18 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale):
 
 
 @njit(cache=True)
-def optimizer_update(code, p, g, state, hyper, step, grad_scale):
-    """Dispatch on the optimizer code; every branch is one fused pass over the buffers."""
+def optimizer_update(code, p, g, state, hyper, step, grad_scale, lo, hi):
+    """Dispatch on the optimizer code; every branch is one fused pass over elements lo:hi of
+    the buffers (one thread's share; 0, p.size for all)."""
     if code == SGD:
-        sgd_update(p, g, state, hyper, step, grad_scale)
+        sgd_update(p, g, state, hyper, step, grad_scale, lo, hi)
     elif code == ADAM:
-        adam_update(p, g, state, hyper, step, grad_scale)
+        adam_update(p, g, state, hyper, step, grad_scale, lo, hi)
     elif code == ADAGRAD:
-        adagrad_update(p, g, state, hyper, step, grad_scale)
+        adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi)
     elif code == ADADELTA:
-        adadelta_update(p, g, state, hyper, step, grad_scale)
+        adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi)
     elif code == RMSPROP:
-        rmsprop_update(p, g, state, hyper, step, grad_scale)
+        rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi)
     else:
         raise ValueError("unknown optimizer code")

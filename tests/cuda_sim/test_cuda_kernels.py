@@ -71,7 +71,7 @@ def test_bias_activation_forward(act, dt):
     code = ACTS[act]
     z0, b = rand(rng, (B, n), dt), rand(rng, n, dt)
     a_ref, z_ref = np.zeros((B, n), dt), z0.copy()
-    cpu_dense.bias_activation_forward(a_ref, z_ref, b, code)
+    cpu_dense.bias_activation_forward(a_ref, z_ref, b, code, 0, B, 0, n)
     a, z = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(z0)
     dense.bias_activation_forward(a, z, cuda.to_device(b), code)
     close(a.copy_to_host(), a_ref, dt, f"bias_activation_forward {act}")
@@ -87,10 +87,10 @@ def test_activation_backward(act, dt):
     code = ACTS[act]
     z = rand(rng, (B, n), dt)
     a = np.zeros_like(z)
-    cpu_dense.bias_activation_forward(a, z, np.zeros(n, dt), code)
+    cpu_dense.bias_activation_forward(a, z, np.zeros(n, dt), code, 0, B, 0, n)
     g = rand(rng, (B, n), dt)
     ref = g.copy()
-    cpu_dense.activation_backward(ref, a, z, code)
+    cpu_dense.activation_backward(ref, a, z, code, 0, B, 0, n)
     dz = cuda.to_device(g)
     dense.activation_backward(dz, cuda.to_device(a), cuda.to_device(z), code)
     close(dz.copy_to_host(), ref, dt, f"activation_backward {act}")
@@ -138,7 +138,7 @@ def test_loss_forward_backward(case, dt):
     z = rand(rng, (B, k), dt, 3.0)
     z[0, 0] = 40.0  # large logits: the stable forms must hold
     a = np.zeros_like(z)
-    cpu_dense.bias_activation_forward(a, z, np.zeros(k, dt), act)
+    cpu_dense.bias_activation_forward(a, z, np.zeros(k, dt), act, 0, B, 0, k)
     y_index = np.zeros(0, np.int64)
     y_float = np.zeros((0, k), dt)
     if kind == "index":
@@ -151,7 +151,8 @@ def test_loss_forward_backward(case, dt):
         y_float = rand(rng, (B, k), dt)
     dz_ref = np.zeros_like(z)
     stats = np.zeros(4)
-    total = cpu_losses.loss_forward_backward(dz_ref, z, a, y_index, y_float, loss, act, stats)
+    total = cpu_losses.loss_forward_backward(dz_ref, z, a, y_index, y_float, loss, act, stats,
+                                             B)
 
     dz = cuda.to_device(np.zeros_like(z))
     row_loss = cuda.to_device(np.full(B + offset + 2, -1.0))
@@ -196,7 +197,7 @@ def test_gather_batch(targets, dt):
     y_float = rand(rng, (N, k), dt) if targets == "float" else np.zeros((0, k), dt)
     order = rng.permutation(N).astype(np.int64)
     xb, yi, yf = np.zeros(B * n_in, dt), np.zeros(B, np.int64), np.zeros(B * k, dt)
-    cpu_network.gather_batch(xb, yi, yf, X, y_index, y_float, order, start, B)
+    cpu_network.gather_batch(0, 1, xb, yi, yf, X, y_index, y_float, order, start, B)
     d = [cuda.to_device(np.zeros_like(v)) for v in (xb, yi, yf)]
     network.gather_batch(*d, cuda.to_device(X), cuda.to_device(y_index),
                          cuda.to_device(y_float), cuda.to_device(order), start, B)
@@ -267,7 +268,7 @@ def test_optimizer_update(case, dt):
     for step in range(1, 5):
         g = rand(rng, n, dt)
         scale = 0.7 if step == 2 else 1.0
-        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale)
+        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale, 0, n)
         optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, step,
                                cuda.to_device(np.array([scale, 0.0])))
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")

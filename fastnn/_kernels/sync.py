@@ -1,0 +1,117 @@
+"""Work splitting and a spinning barrier for the threads of one training loop.
+
+With more than one core, `train_steps` runs as the same compiled loop on every thread (SPMD:
+thread `tid` of `nth`), each doing its share of every phase of a step (its rows or columns of
+each GEMM, its range of the optimizer update) and meeting the others at a barrier between
+phases that depend on each other. One pool of threads does everything: BLAS is called
+single-threaded from each of them, so no second pool (OpenBLAS's, OpenMP's) ever spins against
+it. The threads are plain Python threads running the nogil loop; `sync` is a small int64 array
+they share (one cache line per field).
+
+With nth == 1 every share is the whole range and barriers return at once: the serial loop is
+the same code.
+"""
+import platform
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# sync layout: int64 fields 64 bytes apart so that spinning on one does not share its line
+SYNC_COUNT, SYNC_GENERATION, SYNC_ABORT = 0, 8, 16
+SYNC_SIZE = 24
+# shares of columns/elements start on 64-byte boundaries (16 floats): no false sharing of lines
+ALIGN = 16
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686")
+
+
+def _int64_ptr(context, builder, arr_ty, arr, idx, idx_ty):
+    data = context.make_array(arr_ty)(context, builder, arr).data
+    idx = context.cast(builder, idx, idx_ty, types.intp)
+    return builder.gep(data, [idx])
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, value):
+    """arr[idx] += value atomically (sequentially consistent); returns the old value."""
+    if arr.dtype != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
+                         signature.args[1])
+        val = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+    return types.int64(arr, idx, value), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    """arr[idx], read with acquire ordering (never hoisted out of a spin loop)."""
+    if arr.dtype != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
+                         signature.args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def atomic_store(typingctx, arr, idx, value):
+    """arr[idx] = value with release ordering."""
+    if arr.dtype != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
+                         signature.args[1])
+        val = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(val, ptr, "release", 8)
+        return context.get_dummy_value()
+    return types.none(arr, idx, value), codegen
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    """x86 `pause` in a spin loop (frees the core's pipeline for the sibling thread); elsewhere
+    a compiler barrier only."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@njit(cache=True)
+def barrier(sync, nth):
+    """Wait until all nth threads have arrived (no-op for one thread). Returns False when a
+    thread has set the abort flag (an exception on another thread): the caller stops early."""
+    if nth == 1:
+        return True
+    generation = atomic_load(sync, SYNC_GENERATION)
+    if atomic_add(sync, SYNC_COUNT, 1) == nth - 1:
+        atomic_store(sync, SYNC_COUNT, 0)
+        atomic_add(sync, SYNC_GENERATION, 1)
+        return atomic_load(sync, SYNC_ABORT) == 0
+    while atomic_load(sync, SYNC_GENERATION) == generation:
+        if atomic_load(sync, SYNC_ABORT) != 0:
+            return False
+        cpu_relax()
+    return atomic_load(sync, SYNC_ABORT) == 0
+
+
+@njit(cache=True)
+def share(n, tid, nth, align):
+    """This thread's range [lo, hi) of n items: nth nearly equal parts, each starting on a
+    multiple of align (the last ones may be empty)."""
+    if nth == 1:
+        return 0, n
+    step = (n + nth - 1) // nth
+    step = (step + align - 1) // align * align
+    lo = min(n, tid * step)
+    return lo, min(n, lo + step)
