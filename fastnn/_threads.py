@@ -6,18 +6,21 @@ worker keeps spinning for a while after each call, so two pools (or one pool and
 process) busy on the same cores slow GEMMs severalfold (a 2-thread pool with another process
 on the second core made 64-128-64-10 steps 7.6x slower here). fastnn therefore decides:
 
-- scipy's BLAS pool (the one the kernels use) gets `blas_threads(...)` threads for the call:
+- the training loop itself runs on `train_threads(...)` threads: all cores when a step has
+  enough work (fastnn/_kernels/sync.py: each thread does its share of every phase and calls
+  BLAS single-threaded), else one;
+- scipy's BLAS pool (the one the kernels use) is then held at 1 thread; with a one-thread
+  loop (and in evaluate/predict) it gets `blas_threads(...)` threads:
   all allowed cores when the step's largest GEMM is big enough to gain from them, else 1
   (OpenBLAS splits mid-sized GEMMs too, and the hand-off costs more than it saves there:
-  64-128-64-10 at batch 128 ran 18% slower on 2 threads, at batch 512 13% faster). A large
-  weight matrix counts even at batch 1: its GEMVs are memory-bound, and two cores stream it
-  faster (784-512-256-10: 4% faster at batch 1, 12% at 8, 20% at 32);
+  64-128-64-10 at batch 128 ran 18% slower on 2 threads, at batch 512 13% faster);
 - numpy's BLAS pool (unused by fastnn's kernels) is held at 1 thread during the call, so that
   a pool left spinning by the caller's own numpy work cannot compete;
 - numba's own thread pool is left alone: fastnn's kernels use no prange, so it never starts.
 
 Limits only ever go down: an outer `threadpoolctl.threadpool_limits(...)` or
-OPENBLAS_NUM_THREADS that allows fewer threads wins. FASTNN_BLAS_THREADS=n fixes the count.
+OPENBLAS_NUM_THREADS that allows fewer threads wins, for the training loop's threads too.
+FASTNN_BLAS_THREADS=n fixes the BLAS count, FASTNN_THREADS=n the training loop's.
 Everything is restored when the call returns. Measurements behind the thresholds:
 benchmarks/README.md.
 """
@@ -62,7 +65,7 @@ def blas_threads(layer_sizes, batch):
     """BLAS threads for steps on `batch` rows of a network with these layer widths."""
     fixed = os.environ.get("FASTNN_BLAS_THREADS", "").strip()
     if fixed:
-        if not fixed.isdigit() or int(fixed) < 1:
+        if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
             raise ValueError(f"FASTNN_BLAS_THREADS must be a positive integer, got {fixed!r}")
         return int(fixed)
     weights = max(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
@@ -71,21 +74,26 @@ def blas_threads(layer_sizes, batch):
 
 
 # The training loop runs on all cores (fastnn/_kernels/sync.py) when a step has at least this
-# many weight multiply-adds (batch x weights); below, one thread (barriers would cost more
-# than the split saves).
-PARALLEL_STEP_MIN_MACS = 1 << 16
+# many weight multiply-adds (batch x weights), or the network this many weights (streaming
+# weights and optimizer state is memory-bound: two cores stream faster even at batch 1);
+# below, one thread: barriers and split GEMMs cost more than they save (64-128-64-10, 17k
+# weights: 2 threads 45% slower at batch 1, 36% at 32; 31% faster at 128).
+PARALLEL_STEP_MIN_MACS = 1 << 20
+PARALLEL_STEP_MIN_WEIGHTS = 1 << 17
 
 
 def train_threads(layer_sizes, batch):
-    """Threads for fastnn's training loop on `batch` rows of a network with these widths.
-    FASTNN_THREADS=n fixes the count."""
+    """Threads for fastnn's training loop on `batch` rows of a network with these widths:
+    all cores for enough work, never more than the BLAS pool currently allows (a caller's
+    threadpool_limits(1) or OPENBLAS_NUM_THREADS=1 means one). FASTNN_THREADS=n fixes it."""
     fixed = os.environ.get("FASTNN_THREADS", "").strip()
     if fixed:
-        if not fixed.isdigit() or int(fixed) < 1:
+        if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
             raise ValueError(f"FASTNN_THREADS must be a positive integer, got {fixed!r}")
         return int(fixed)
     weights = sum(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return cores() if batch * weights >= PARALLEL_STEP_MIN_MACS else 1
+    big = batch * weights >= PARALLEL_STEP_MIN_MACS or weights >= PARALLEL_STEP_MIN_WEIGHTS
+    return min(cores(), _current(_pools()[0])) if big else 1
 
 
 def _current(select):

@@ -16,6 +16,7 @@ from . import _threads
 from ._kernels.network import (
     ABORTED,
     DIVERGED,
+    FUSED_BLOCK,
     evaluate_batches,
     fp_mode,
     new_sync,
@@ -236,6 +237,7 @@ class Trainer:
         stats = np.zeros((n_threads, 4))  # one row per thread, summed per epoch
         grad_norms = np.zeros(model.n_layers)
         partial = np.zeros((n_threads, model.n_layers + 2))  # per-thread sums shared per step
+        scratch = np.empty((n_threads, max(FUSED_BLOCK, *model.layer_sizes[1:])), model.dtype)
         interrupted = []
 
         def roll_back():
@@ -277,12 +279,17 @@ class Trainer:
                 pos = 0
                 while pos < N:
                     tc = time.perf_counter()
-                    status, done = _steps_on_threads(
-                        n_threads, partial,
-                        X, y_index, y_float, order, pos, self._chunk_steps, batch,
-                        kargs[0], grads, *kargs[1:], loss_code,
-                        opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
-                        ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats, grad_norms)
+                    try:
+                        status, done = _steps_on_threads(
+                            n_threads, partial, scratch,
+                            X, y_index, y_float, order, pos, self._chunk_steps, batch,
+                            kargs[0], grads, *kargs[1:], loss_code,
+                            opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
+                            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
+                            grad_norms)
+                    except BaseException:
+                        roll_back()  # mid-epoch: back to the end of the last completed epoch
+                        raise
                     elapsed = time.perf_counter() - tc
                     steps += done
                     advanced = min(done * batch, N - pos)
@@ -357,36 +364,38 @@ class Trainer:
         return float(stats[0] / stats[1]), acc
 
 
-def _steps_on_threads(n_threads, partial, *args):
+def _steps_on_threads(n_threads, partial, scratch, *args):
     """train_steps(*args) run by n_threads threads together (see fastnn/_kernels/sync.py);
     returns its (status, steps done). The calling thread is thread 0. An exception on any
     thread raises the shared abort flag, so the others leave their barriers, and is re-raised
     here once all have stopped."""
     sync = new_sync()
     if n_threads == 1:
-        return train_steps(*args, 0, 1, sync, partial)
+        return train_steps(*args, 0, 1, sync, partial, scratch)
     results = [None] * n_threads
     errors = []
 
     def work(tid):
         try:
-            results[tid] = train_steps(*args, tid, n_threads, sync, partial)
+            results[tid] = train_steps(*args, tid, n_threads, sync, partial, scratch)
         except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
             errors.append(e)
             sync[SYNC_ABORT] = 1
 
-    workers = [threading.Thread(target=work, args=(tid,), name=f"fastnn-train-{tid}",
-                                daemon=True) for tid in range(1, n_threads)]
-    for w in workers:
-        w.start()
+    workers = []
     try:
-        results[0] = train_steps(*args, 0, n_threads, sync, partial)
+        for tid in range(1, n_threads):
+            workers.append(threading.Thread(target=work, args=(tid,), name=f"fastnn-train-{tid}",
+                                            daemon=True))
+            workers[-1].start()
+        results[0] = train_steps(*args, 0, n_threads, sync, partial, scratch)
     except BaseException:
-        sync[SYNC_ABORT] = 1
+        sync[SYNC_ABORT] = 1  # workers already started leave their barriers
         raise
     finally:
         for w in workers:
-            w.join()
+            if w.ident is not None:  # started
+                w.join()
     if errors:
         raise errors[0]
     status, done = results[0]
