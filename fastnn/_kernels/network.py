@@ -190,9 +190,9 @@ def layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off
 # norm before any update) take the fused backward: each thread walks its rows of W once per
 # block, computing dx from the old weights, the dW block into a small scratch buffer and the
 # optimizer update of those rows, instead of a dW pass, a write of dW and an update pass that
-# reads it back. At batch 1-4 a step of a large network is bound by streaming W and the
-# optimizer state (784-512-256-10, 2 threads: batch 1 +17%, 2 +6%, 4 +3%; batch 8 -13%: the
-# hand-written dW and dx loops lose to BLAS there). A small network's state stays in cache and
+# reads it back. At small batches a step of a large network is bound by streaming W and the
+# optimizer state: 784-512-256-10 on 2 threads, batch 1 +17%, 8 +15% (BLAS for the blocks'
+# dW and dx above batch 1); no gain at batch 32-64. A small network's state stays in cache and
 # the extra per-block optimizer calls cost more than they save (64-128-64-10: -10% at batch 1).
 FUSED_MAX_ROWS = 16
 FUSED_MIN_PARAMS = 1 << 16
@@ -219,42 +219,51 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
     taken from each block while it is in cache. dx uses the weights from before the update."""
     zero = params.dtype.type(0.0)
     j0, j1 = share(fo, tid, nth, ALIGN)
-    if j1 > j0:
-        db = grads[b_off + j0:b_off + j1]
-        for j in range(j1 - j0):
-            db[j] = zero
-        for r in range(B):
-            row = D[dz_off + r * fo + j0:dz_off + r * fo + j1]
-            for j in range(j1 - j0):
-                db[j] += row[j]
-        optimizer_update(opt_code, params, db, opt_state, opt_hyper, step, 1.0, b_off + j0,
-                         b_off + j1)
     i0, i1 = share(fi, tid, nth, ALIGN)
     sq_w = 0.0
     block = min(FUSED_BLOCK_ONE_ROW, scratch.shape[0]) if B == 1 else scratch.shape[0]
     rows = max(1, block // fo)  # scratch holds at least one row
-    for ib in range(i0, i1, rows):
-        ie = min(i1, ib + rows)
-        if B == 1:  # dot products and an outer product by hand: BLAS calls cost more here
-            dz = D[dz_off:dz_off + fo]
-            for i in range(ib, ie):
-                w = params[w_off + i * fo:w_off + (i + 1) * fo]
-                g = scratch[(i - ib) * fo:(i - ib + 1) * fo]
-                c = inp[inp_off + i]
-                if has_prev:
-                    D[dprev_off + i] = _dot(w, dz)
-                for j in range(fo):
-                    g[j] = c * dz[j]
+    n_blocks = (i1 - i0 + rows - 1) // rows if i1 > i0 else 0
+    # block -1 is this thread's part of b; one optimizer call site (each is a large inlined
+    # body: fewer of them compile faster)
+    for blk in range(-1, n_blocks):
+        if blk < 0:
+            if j1 <= j0:
+                continue
+            g = grads[b_off + j0:b_off + j1]
+            for j in range(j1 - j0):
+                g[j] = zero
+            for r in range(B):
+                row = D[dz_off + r * fo + j0:dz_off + r * fo + j1]
+                for j in range(j1 - j0):
+                    g[j] += row[j]
+            lo = b_off + j0
+            hi = b_off + j1
         else:
-            if has_prev:
-                gemm(0, 1, B, ie - ib, fo, D, dz_off, fo, params, w_off + ib * fo, fo, 0.0, D,
-                     dprev_off + ib, fi)
-            gemm(1, 0, ie - ib, fo, B, inp, inp_off + ib, fi, D, dz_off, fo, 0.0, scratch, 0,
-                 fo)
-        g = scratch[:(ie - ib) * fo]
-        sq_w += _dot64(g, g)
-        optimizer_update(opt_code, params, g, opt_state, opt_hyper, step, 1.0, w_off + ib * fo,
-                         w_off + ie * fo)
+            ib = i0 + blk * rows
+            ie = min(i1, ib + rows)
+            if B == 1:  # dot products and an outer product by hand: BLAS calls cost more here
+                dz = D[dz_off:dz_off + fo]
+                for i in range(ib, ie):
+                    w = params[w_off + i * fo:w_off + (i + 1) * fo]
+                    gi = scratch[(i - ib) * fo:(i - ib + 1) * fo]
+                    c = inp[inp_off + i]
+                    if has_prev:
+                        D[dprev_off + i] = _dot(w, dz)
+                    for j in range(fo):
+                        gi[j] = c * dz[j]
+            else:
+                if has_prev:
+                    gemm(0, 1, B, ie - ib, fo, D, dz_off, fo, params, w_off + ib * fo, fo, 0.0,
+                         D, dprev_off + ib, fi)
+                gemm(1, 0, ie - ib, fo, B, inp, inp_off + ib, fi, D, dz_off, fo, 0.0, scratch,
+                     0, fo)
+            g = scratch[:(ie - ib) * fo]
+            if B > GRAM_NORM_MAX_ROWS:  # else layer_grad_sumsq's Gram products are cheaper
+                sq_w += _dot64(g, g)
+            lo = w_off + ib * fo
+            hi = w_off + ie * fo
+        optimizer_update(opt_code, params, g, opt_state, opt_hyper, step, 1.0, lo, hi)
     if has_prev and i1 > i0:
         activation_backward(_block(D, dprev_off, B, fi), _block(A, inp_off, B, fi),
                             _block(Z, inp_off, B, fi), prev_act, 0, B, i0, i1)
@@ -386,7 +395,7 @@ def layer_grad_sumsq(tid, nth, out, grads, x, x_off, D, A, sizes, w_off, b_off, 
     a second read of the whole gradient (2 MB for 784-512-256-10); thread 0 does it. In float64
     its rounding is far below float32's. (A float32 overflow inside dW that this misses
     surfaces as a non-finite loss one step later.) Otherwise each thread reads the rows of dW
-    it wrote. After a fused backward, out[:L] already holds the dW parts."""
+    it wrote. After a fused backward on more rows, out[:L] already holds the dW parts."""
     L = w_off.shape[0]
     sq_b = 0.0
     for l in range(L):
@@ -395,7 +404,7 @@ def layer_grad_sumsq(tid, nth, out, grads, x, x_off, D, A, sizes, w_off, b_off, 
         j0, j1 = share(fo, tid, nth, ALIGN)
         db = grads[b_off[l] + j0:b_off[l] + j1]
         sq_b += _dot64(db, db)
-        if fused:
+        if fused and B > GRAM_NORM_MAX_ROWS:
             continue
         sq_w = 0.0
         if B <= GRAM_NORM_MAX_ROWS:
