@@ -22,7 +22,6 @@ into one clear error.
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .model import LOSSES
 from .trainer import (
@@ -33,6 +32,7 @@ from .trainer import (
     _catch_sigint,
     _mean_target_variance,
     _r2_score,
+    progress_bar,
 )
 
 DEVICES = ("cpu", "cuda")
@@ -129,8 +129,7 @@ def fit_cuda(trainer, X, y_index, y_float, val):
             f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
             f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
-    bar = tqdm(total=trainer.epochs * N, unit="samples", unit_scale=True, leave=True,
-               disable=trainer.verbose == 0, dynamic_ncols=True)
+    bar = progress_bar(trainer.epochs * N, trainer.verbose)
     try:
         trainer._callbacks("set_trainer", trainer)
         trainer._callbacks("on_train_begin", {})

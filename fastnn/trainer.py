@@ -16,10 +16,10 @@ from . import _threads
 from ._kernels.network import (
     ABORTED,
     DIVERGED,
-    FUSED_BLOCK,
     evaluate_batches,
     fp_mode,
     new_sync,
+    scratch_size,
     set_fp_mode,
     train_steps,
 )
@@ -237,7 +237,7 @@ class Trainer:
         stats = np.zeros((n_threads, 4))  # one row per thread, summed per epoch
         grad_norms = np.zeros(model.n_layers)
         partial = np.zeros((n_threads, model.n_layers + 2))  # per-thread sums shared per step
-        scratch = np.empty((n_threads, max(FUSED_BLOCK, *model.layer_sizes[1:])), model.dtype)
+        scratch = np.empty((n_threads, scratch_size(model.layer_sizes)), model.dtype)
         interrupted = []
 
         def roll_back():
@@ -259,8 +259,7 @@ class Trainer:
         restore_sigint = bar = None
         caller_fp_mode = fp_mode()  # restored below even if a kernel raises in train_steps
         try:
-            bar = tqdm(total=self.epochs * N, unit="samples", unit_scale=True, leave=True,
-                       disable=self.verbose == 0, dynamic_ncols=True)
+            bar = progress_bar(self.epochs * N, self.verbose)
             restore_sigint = _catch_sigint(interrupted)
             self._callbacks("set_trainer", self)
             self._callbacks("on_train_begin", {})
@@ -362,6 +361,27 @@ class Trainer:
                          stats, np.empty((0, self.model.n_outputs), self.model.dtype))
         acc = float(stats[2] / stats[3]) if stats[3] else None
         return float(stats[0] / stats[1]), acc
+
+
+class _SilentBar:
+    """What a fit with verbose=0 updates instead of a tqdm bar (even a disabled tqdm starts
+    tqdm's monitor thread on its first use)."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total, verbose):
+    """A tqdm bar over `total` samples, or a silent stand-in for verbose=0."""
+    if not verbose:
+        return _SilentBar()
+    return tqdm(total=total, unit="samples", unit_scale=True, leave=True, dynamic_ncols=True)
 
 
 def _steps_on_threads(n_threads, partial, scratch, *args):

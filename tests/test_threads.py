@@ -91,12 +91,15 @@ def fit(monkeypatch, threads, sizes, act, output, dtype, opt, batch, X, y, epoch
 
 
 def tolerances(dtype):
-    """float64: splitting a GEMM by rows or columns changes no per-element sum, only the order
-    of the threads' partial loss and norm sums. float32: BLAS may round the edge blocks of a
+    """float64: splitting a GEMM by rows or columns changes no per-element sum, but small
+    batches split the forward along the inner dimension (each thread adds up its rows of W,
+    then the threads' partial products are added): a different summation order, seen as 3e-12
+    relative in a centered RMSprop state after its cancellation, 4e-10 in Adam's state after
+    a learning-rate jump. float32: BLAS may round the edge blocks of a
     split GEMM differently (an FMA or not), and Adam's m / sqrt(v) magnifies that for the few
     parameters whose gradient is near eps (seen: one weight of 94k off by 2.5e-6 after 6
     steps at lr 1e-2)."""
-    return (dict(rtol=1e-12, atol=1e-14) if np.dtype(dtype) == np.float64
+    return (dict(rtol=1e-8, atol=1e-10) if np.dtype(dtype) == np.float64
             else dict(rtol=1e-5, atol=1e-5))
 
 
@@ -614,6 +617,10 @@ def test_divergence_rolls_back_as_on_one_thread(monkeypatch, make_opt, batch, ju
     good = len(ref_hist.epoch)
     assert good >= 2 if jump else good == 0
     tol = tolerances(dtype)
+    if jump and np.dtype(dtype) == np.float32:
+        # a finite epoch at lr 1e30 (weights ~1e29) magnifies the threads' other summation
+        # order: seen 3e-5 relative
+        tol = dict(rtol=1e-4, atol=1e-5)
     for th in threads:
         model, opt, hist, error = train(th, 5)
         assert wait_for_thread_count(baseline) == baseline
