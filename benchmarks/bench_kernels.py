@@ -33,7 +33,7 @@ class Step:
                               ws.Z[block].reshape(batch_size, k),
                               ws.A[block].reshape(batch_size, k), y,
                               np.empty((0, k), np.float32), CROSS_ENTROPY, acts[L - 1],
-                              np.zeros(4))
+                              np.zeros(4), batch_size)
         network_backward(self.grads, ws.D, ws.A, ws.Z, self.X, *self.args)
         opt = Adam(lr=1e-3)
         self.state = opt.bind(self.model.n_params, self.model.dtype)
