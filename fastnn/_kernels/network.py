@@ -7,11 +7,14 @@ unit_off = [0, cumsum(sizes[1:])]; `A` holds act(z), `Z` the pre-activations tha
 keeps_preactivation() asks for, `D` the deltas dL/dz. All are sized for the largest batch, and
 a smaller (last) batch uses their leading part, so nothing is allocated per step.
 
-Threads: every function that takes (tid, nth, sync) is run by nth threads at once, each doing
-its share of each phase and meeting the others at a barrier between dependent phases (see
-sync.py). GEMMs are split by batch rows when there are many rows, else by output columns (a
-GEMV on one row streams half of W on each core); dW by its rows (input units), the optimizer
-update by element ranges. nth == 1 is the serial loop.
+Threads: every function that takes (tid, nth) is run by nth threads at once, each doing its
+share of each phase and meeting the others at a barrier between dependent phases (sync.py).
+Each thread owns a range of every W's rows (input units) for the whole fit: it computes those
+rows of dW and updates them (and its entries of b). Forward GEMMs of up to KSPLIT_MAX_ROWS
+rows are split along that same inner dimension (each thread reads the W rows it updated, from
+its own cache, and the partial products are added); larger ones by batch rows once the batch
+is at least fan_out, else by output columns; dx likewise by rows or by the owned columns.
+nth == 1 is the serial loop.
 """
 import math
 import platform
