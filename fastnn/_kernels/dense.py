@@ -10,12 +10,27 @@ integer codes so that one compiled kernel serves every architecture.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, SOFTMAX = range(8)
 
 LEAKY_RELU_SLOPE = 0.01  # torch.nn.LeakyReLU default
 ELU_ALPHA = 1.0  # torch.nn.ELU default
+
+
+@intrinsic
+def as_variable(typingctx, v):
+    """v as a plain int64. Numba compiles a separate copy of a callee for every distinct
+    literal int argument (Literal[int](0) is its own type, and a jitted identity function
+    returns it unchanged); passing as_variable(0) instead of 0 to the large kernels keeps one
+    compiled version of each."""
+    if not isinstance(v, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], types.int64)
+    return types.int64(v), codegen
 
 
 @njit(cache=True)
@@ -217,10 +232,10 @@ def dense_forward(a, z, x, W, b, act):
     B, n = a.shape
     if keeps_preactivation(act):
         np.dot(x, W, z)
-        bias_activation_forward(a, z, b, act, 0, B, 0, n)
+        bias_activation_forward(a, z, b, act, as_variable(0), B, as_variable(0), n)
     else:
         np.dot(x, W, a)
-        bias_activation_inplace(a, b, act, 0, B, 0, n)
+        bias_activation_inplace(a, b, act, as_variable(0), B, as_variable(0), n)
 
 
 @njit(cache=True)

@@ -11,7 +11,7 @@ import math
 
 from numba import njit
 
-from .dense import SOFTMAX, activation_backward
+from .dense import SOFTMAX, activation_backward, as_variable
 
 MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 
@@ -98,7 +98,7 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
                 row += float(d) * float(d)
                 dz[i, j] = two_over_n * d
             total += row * inv_k
-        activation_backward(dz, a, z, act, 0, B, 0, k)
+        activation_backward(dz, a, z, act, as_variable(0), B, as_variable(0), k)
     stats[0] += total
     stats[1] += B
     stats[2] += correct

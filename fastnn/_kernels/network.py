@@ -29,6 +29,7 @@ from .blas import gemm
 from .dense import (
     SOFTMAX,
     activation_backward,
+    as_variable,
     bias_activation_forward,
     bias_activation_inplace,
     keeps_preactivation,
@@ -162,9 +163,10 @@ def layer_forward_ksplit(tid, nth, sync, A, Z, inp, inp_off, params, fi, fo, w_o
     a = _block(A, out_off, B, fo)
     b = params[b_off:b_off + fo]
     if keep:
-        bias_activation_forward(a, _block(Z, out_off, B, fo), b, act, 0, B, c0, c1)
+        bias_activation_forward(a, _block(Z, out_off, B, fo), b, act, as_variable(0), B, c0,
+                                c1)
     else:
-        bias_activation_inplace(a, b, act, 0, B, c0, c1)
+        bias_activation_inplace(a, b, act, as_variable(0), B, c0, c1)
 
 
 @njit(cache=True)
@@ -174,7 +176,7 @@ def _forward(tid, nth, sync, A, Z, x, x_off, params, sizes, acts, w_off, b_off, 
     last block. scratch: see layer_forward_ksplit (may have no rows for one thread). Ends with
     every thread past a barrier."""
     inp = x
-    inp_off = x_off
+    inp_off = as_variable(x_off)
     for l in range(acts.shape[0]):
         out_off = B * unit_off[l]
         fi = sizes[l]
@@ -319,7 +321,8 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
         optimizer_update(opt_code, params, g, opt_state, opt_hyper, step, 1.0, lo, hi)
     if has_prev and i1 > i0:
         activation_backward(_block(D, dprev_off, B, fi), _block(A, inp_off, B, fi),
-                            _block(Z, inp_off, B, fi), prev_act, 0, B, i0, i1)
+                            _block(Z, inp_off, B, fi), prev_act, as_variable(0), B, i0,
+                            i1)
     return sq_w
 
 
@@ -374,8 +377,8 @@ def network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
     A's last block."""
     B = x.shape[0]
     sync = sizes[:_NO_SYNC_SHAPE]
-    _forward(0, 1, sync, A, Z, x.reshape(x.size), 0, params, sizes, acts, w_off, b_off,
-             unit_off, B, params[:0].reshape(0, 0))
+    _forward(as_variable(0), as_variable(1), sync, A, Z, x.reshape(x.size), 0, params, sizes,
+             acts, w_off, b_off, unit_off, B, params[:0].reshape(0, 0))
 
 
 @njit(cache=True)
@@ -383,9 +386,10 @@ def network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_
     """Backward pass (one thread) from dL/dz_out in D's last block; grads is overwritten."""
     B = x.shape[0]
     sync = sizes[:_NO_SYNC_SHAPE]
-    _backward(0, 1, sync, grads, D, A, Z, x.reshape(x.size), 0, params, sizes, acts, w_off,
-              b_off, unit_off, B, False, 0, params[:0].astype(np.float64), params[:0].reshape(0, 0),
-              0, params[:0], params[:0].astype(np.float64))
+    _backward(as_variable(0), as_variable(1), sync, grads, D, A, Z, x.reshape(x.size), 0,
+              params, sizes, acts, w_off, b_off, unit_off, B, False, 0,
+              params[:0].astype(np.float64), params[:0].reshape(0, 0), 0, params[:0],
+              params[:0].astype(np.float64))
 
 
 @njit(cache=True)
@@ -395,7 +399,8 @@ def forward_loss_backward(grads, D, A, Z, x, y_index, y_float, params, sizes, ac
     Returns the batch's summed per-sample loss (stats accumulate as in loss_forward_backward)."""
     B = x.shape[0]
     network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off)
-    total = _loss(0, 1, D, A, Z, y_index, y_float, sizes, acts, unit_off, loss, stats, B)
+    total = _loss(as_variable(0), as_variable(1), D, A, Z, y_index, y_float, sizes, acts,
+                  unit_off, loss, stats, B)
     network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_off)
     return total
 
@@ -633,8 +638,8 @@ def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off
         for i in range(B):
             for j in range(n_in):
                 xb[i * n_in + j] = X[pos + i, j]
-        _forward(0, 1, sync, A, Z, xb, 0, params, sizes, acts, w_off, b_off, unit_off, B,
-                 params[:0].reshape(0, 0))
+        _forward(as_variable(0), as_variable(1), sync, A, Z, xb, 0, params, sizes, acts, w_off,
+                 b_off, unit_off, B, params[:0].reshape(0, 0))
         off = B * unit_off[L - 1]
         a = _block(A, off, B, k)
         if out.shape[0] > 0:
@@ -644,4 +649,5 @@ def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off
         if has_targets:
             yi = y_index[pos:pos + B] if y_index.shape[0] > 0 else y_index[:0]
             yf = y_float[pos:pos + B] if y_float.shape[0] > 0 else y_float[:0]
-            _loss(0, 1, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats, B)
+            _loss(as_variable(0), as_variable(1), D, A, Z, yi, yf, sizes, acts, unit_off, loss,
+                  stats, B)
