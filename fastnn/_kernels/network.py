@@ -504,28 +504,16 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
     Called by nth threads at once with tid = 0..nth-1 and the same arguments otherwise (nogil),
     or by one with tid 0, nth 1. sync (SYNC_SIZE int64, zeroed) and partial (nth, L + 2)
     float64 are shared; scratch (nth, scratch_size(...)) in the parameter dtype holds each
-    thread's partial products (layer_forward_ksplit) and dW blocks (fused backward). Every thread returns the same
-    (status, steps applied): DIVERGED on a non-finite loss or gradient (that step is not
-    counted; a fused backward has already applied it, so the caller must restore its last good
-    weights and state), ABORTED when sync's abort flag was raised (another thread failed).
+    thread's partial products (layer_forward_ksplit) and dW blocks (fused backward). Every
+    thread returns the same (status, steps applied): DIVERGED on a non-finite loss or gradient
+    (that step is not counted; a fused backward has already applied it, so the caller must
+    restore its last good weights and state), ABORTED when sync's abort flag was raised
+    (another thread failed).
     """
+    # one function, not a wrapper around the loop: every level of calls re-optimizes all the
+    # code inlined below it (about 1.6 s of cold compile per level)
     caller_mode = _get_fp_mode()
     _set_fp_mode(caller_mode | FLUSH_DENORMALS)
-    status, done = _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
-                                params, grads, sizes, acts, w_off, b_off, unit_off, loss,
-                                opt_code, opt_hyper, opt_state, opt_step, clip_norm,
-                                xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth,
-                                sync, partial, scratch)
-    _set_fp_mode(caller_mode)
-    return status, done
-
-
-@njit(cache=True)
-def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
-                 params, grads, sizes, acts, w_off, b_off, unit_off, loss,
-                 opt_code, opt_hyper, opt_state, opt_step, clip_norm,
-                 xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth, sync, partial,
-                scratch):
     N = order.shape[0]
     L = acts.shape[0]
     k = sizes[L]
@@ -534,6 +522,7 @@ def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
     fused = (batch_size <= FUSED_MAX_ROWS and n_params >= FUSED_MIN_PARAMS
              and clip_norm <= 0.0)
     done = 0
+    status = RAN
     for s in range(n_steps):
         pos = start + s * batch_size
         if pos >= N:
@@ -549,19 +538,22 @@ def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
         mine[L + 1] = _loss(tid, nth, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats[tid],
                             B)
         if not barrier(sync, nth):
-            return ABORTED, done
+            status = ABORTED
+            break
         if fused:  # a non-finite loss stops the step before the fused backward updates anything
             total = 0.0
             for t in range(nth):
                 total += partial[t, L + 1]
             if not math.isfinite(total):
-                return DIVERGED, done
+                status = DIVERGED
+                break
         _backward(tid, nth, sync, grads, D, A, Z, xb, 0, params, sizes, acts, w_off, b_off,
                   unit_off, B, fused, opt_code, opt_hyper, opt_state, step, scratch[tid], mine)
         layer_grad_sumsq(tid, nth, mine, grads, xb, 0, D, A, sizes, w_off, b_off, unit_off, B,
                          fused)
         if not barrier(sync, nth):
-            return ABORTED, done
+            status = ABORTED
+            break
         # every thread sums the parts in the same order: all take the same decisions below
         total = 0.0
         sumsq = 0.0
@@ -572,7 +564,8 @@ def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
         if not (math.isfinite(total) and math.isfinite(sumsq)):
             # (after a fused backward the weights already took this step: the trainer rolls
             # back to its last good copy on DIVERGED)
-            return DIVERGED, done
+            status = DIVERGED
+            break
         if tid == 0:
             for l in range(L):
                 sq_w = 0.0
@@ -601,13 +594,17 @@ def _train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                     optimizer_update(opt_code, params, grads[lo:hi], opt_state, opt_hyper, step,
                                      scale, lo, hi)
             if not barrier(sync, nth):  # the next step reads every updated parameter
-                return ABORTED, done
+                status = ABORTED
+                break
         if tid == 0:
             opt_step[0] = step  # the other threads read it after the next gather's barrier
         done += 1
-    if nth > 1 and atomic_load(sync, SYNC_ABORT) != 0:
-        return ABORTED, done
-    return RAN, done
+    if status == RAN and nth > 1 and atomic_load(sync, SYNC_ABORT) != 0:
+        status = ABORTED
+    _set_fp_mode(caller_mode)
+    return status, done
+
+
 
 
 def scratch_size(layer_sizes):
