@@ -80,6 +80,7 @@ def blas_threads(layer_sizes, batch):
 # weights: 2 threads 45% slower at batch 1, 36% at 32; 31% faster at 128).
 PARALLEL_STEP_MIN_MACS = 1 << 20
 PARALLEL_STEP_MIN_WEIGHTS = 1 << 17
+MACS_PER_THREAD = 1 << 18
 
 
 def train_threads(layer_sizes, batch):
@@ -93,7 +94,12 @@ def train_threads(layer_sizes, batch):
         return int(fixed)
     weights = sum(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
     big = batch * weights >= PARALLEL_STEP_MIN_MACS or weights >= PARALLEL_STEP_MIN_WEIGHTS
-    return min(cores(), _current(_pools()[0])) if big else 1
+    if not big:
+        return 1
+    # on many cores, no more threads than shares of >= MACS_PER_THREAD multiply-adds: every
+    # step has ~2L+4 barriers that all threads must reach (only 2 cores were measured)
+    useful = max(2, batch * weights // MACS_PER_THREAD)
+    return max(1, min(cores(), _current(_pools()[0]), useful))
 
 
 def _current(select):

@@ -682,6 +682,22 @@ def test_default_thread_count(monkeypatch):
     assert _threads.train_threads((784, 512, 256, 10), 32) == _threads.cores()
 
 
+def test_thread_count_on_many_cores(monkeypatch):
+    """On a 32-core machine: no more threads than shares of 2^18 multiply-adds per step (at
+    least 2 once a step is big enough), never more than the BLAS pool allows."""
+    monkeypatch.delenv("FASTNN_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "cores", lambda: 32)
+    monkeypatch.setattr(_threads, "_current", lambda select: 32)
+    mnist, small = (784, 512, 256, 10), (64, 128, 64, 10)
+    assert _threads.train_threads(mnist, 1) == 2  # 535k multiply-adds
+    assert _threads.train_threads(mnist, 8) == 16
+    assert _threads.train_threads(mnist, 2048) == 32
+    assert _threads.train_threads(small, 8) == 1
+    assert _threads.train_threads(small, 64) == 4
+    monkeypatch.setattr(_threads, "_current", lambda select: 3)  # threadpool_limits(3)
+    assert _threads.train_threads(mnist, 2048) == 3
+
+
 # --------------------------------------------------------------------------------------------
 # 7. sync.share partitions the work exactly
 # --------------------------------------------------------------------------------------------
