@@ -61,13 +61,21 @@ def cores():
         return max(1, os.cpu_count() or 1)
 
 
+def _env_count(name):
+    """The positive integer in environment variable `name`, or None when it is unset/empty."""
+    fixed = os.environ.get(name, "").strip()
+    if not fixed:
+        return None
+    if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {fixed!r}")
+    return int(fixed)
+
+
 def blas_threads(layer_sizes, batch):
     """BLAS threads for steps on `batch` rows of a network with these layer widths."""
-    fixed = os.environ.get("FASTNN_BLAS_THREADS", "").strip()
-    if fixed:
-        if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
-            raise ValueError(f"FASTNN_BLAS_THREADS must be a positive integer, got {fixed!r}")
-        return int(fixed)
+    fixed = _env_count("FASTNN_BLAS_THREADS")
+    if fixed is not None:
+        return fixed
     weights = max(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
     big = batch * weights >= PARALLEL_GEMM_MIN_MACS or weights >= PARALLEL_GEMM_MIN_WEIGHTS
     return cores() if big else 1
@@ -87,11 +95,9 @@ def train_threads(layer_sizes, batch):
     """Threads for fastnn's training loop on `batch` rows of a network with these widths:
     all cores for enough work, never more than the BLAS pool currently allows (a caller's
     threadpool_limits(1) or OPENBLAS_NUM_THREADS=1 means one). FASTNN_THREADS=n fixes it."""
-    fixed = os.environ.get("FASTNN_THREADS", "").strip()
-    if fixed:
-        if not (fixed.isascii() and fixed.isdigit()) or int(fixed) < 1:
-            raise ValueError(f"FASTNN_THREADS must be a positive integer, got {fixed!r}")
-        return int(fixed)
+    fixed = _env_count("FASTNN_THREADS")
+    if fixed is not None:
+        return fixed
     weights = sum(fi * fo for fi, fo in zip(layer_sizes[:-1], layer_sizes[1:]))
     big = batch * weights >= PARALLEL_STEP_MIN_MACS or weights >= PARALLEL_STEP_MIN_WEIGHTS
     if not big:

@@ -23,6 +23,7 @@ from fastnn._kernels import network
 from fastnn._kernels.sync import ALIGN, SYNC_ABORT, share
 
 import naive
+from test_robustness import LrJump
 
 GUARD_SECONDS = 30  # a hang fails the test after this long instead of blocking the run
 UNTIMED_KEYS = ("time", "samples_per_sec")
@@ -561,20 +562,6 @@ def test_failed_thread_start_leaves_no_spinning_worker(monkeypatch, _release_lef
 # --------------------------------------------------------------------------------------------
 # 5. divergence under threads
 # --------------------------------------------------------------------------------------------
-class LrJump:
-    """Sets the optimizer's lr to `lr` at the start of epoch `epoch`."""
-
-    def __init__(self, epoch, lr):
-        self.epoch, self.lr = epoch, lr
-
-    def set_trainer(self, trainer):
-        self.trainer = trainer
-
-    def on_epoch_begin(self, epoch, logs):
-        if epoch == self.epoch:
-            self.trainer.optimizer.lr = self.lr
-
-
 def diverging(make_opt, batch, jump, dtype, clip=None, threads=(2,), id=None):
     return pytest.param(make_opt, batch, jump, dtype, clip, threads, id=id)
 

@@ -194,6 +194,20 @@ def _forward(tid, nth, sync, A, Z, x, x_off, params, sizes, acts, w_off, b_off, 
 
 
 @njit(cache=True)
+def bias_grad(db, D, dz_off, fo, B, j0):
+    """db = column sums of dz[:, j0:j0 + db.size], dz (B, fo) at dz_off of D (this thread's
+    entries of db)."""
+    n = db.shape[0]
+    zero = db.dtype.type(0.0)
+    for j in range(n):
+        db[j] = zero
+    for r in range(B):
+        row = D[dz_off + r * fo + j0:dz_off + r * fo + j0 + n]
+        for j in range(n):
+            db[j] += row[j]
+
+
+@njit(cache=True)
 def layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off, b_off,
                    prev_act, B, dz_off, dprev_off, has_prev):
     """This thread's share of one layer's backward from dz (B, fo) at dz_off of D: rows of
@@ -215,14 +229,7 @@ def layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off
                  w_off + i0 * fo, fo)
     j0, j1 = share(fo, tid, nth, ALIGN)
     if j1 > j0:
-        db = grads[b_off + j0:b_off + j1]
-        zero = db.dtype.type(0.0)
-        for j in range(j1 - j0):
-            db[j] = zero
-        for r in range(B):
-            row = D[dz_off + r * fo + j0:dz_off + r * fo + j1]
-            for j in range(j1 - j0):
-                db[j] += row[j]
+        bias_grad(grads[b_off + j0:b_off + j1], D, dz_off, fo, B, j0)
     if not has_prev:
         return
     if _by_rows(B, fi):
@@ -272,7 +279,6 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
     thread's rows of W and entries of b fused in. db stays in grads (the gradient norm reads
     it); dW is never stored whole: returns the sum of squares of this thread's rows of it,
     taken from each block while it is in cache. dx uses the weights from before the update."""
-    zero = params.dtype.type(0.0)
     j0, j1 = share(fo, tid, nth, ALIGN)
     i0, i1 = share(fi, tid, nth, ALIGN)
     sq_w = 0.0
@@ -286,12 +292,7 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
             if j1 <= j0:
                 continue
             g = grads[b_off + j0:b_off + j1]
-            for j in range(j1 - j0):
-                g[j] = zero
-            for r in range(B):
-                row = D[dz_off + r * fo + j0:dz_off + r * fo + j1]
-                for j in range(j1 - j0):
-                    g[j] += row[j]
+            bias_grad(g, D, dz_off, fo, B, j0)
             lo = b_off + j0
             hi = b_off + j1
         else:
@@ -368,15 +369,12 @@ def _loss(tid, nth, D, A, Z, y_index, y_float, sizes, acts, unit_off, loss, stat
                                  B)
 
 
-_NO_SYNC_SHAPE = 0  # the serial wrappers below pass an empty sync array: nth == 1 never reads it
-
-
 @njit(cache=True)
 def network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
     """Forward pass of the whole network on x (B, sizes[0]), one thread; the output lands in
     A's last block."""
     B = x.shape[0]
-    sync = sizes[:_NO_SYNC_SHAPE]
+    sync = sizes[:0]  # one thread: barriers return before reading it
     _forward(as_variable(0), as_variable(1), sync, A, Z, x.reshape(x.size), 0, params, sizes,
              acts, w_off, b_off, unit_off, B, params[:0].reshape(0, 0))
 
@@ -385,7 +383,7 @@ def network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
 def network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
     """Backward pass (one thread) from dL/dz_out in D's last block; grads is overwritten."""
     B = x.shape[0]
-    sync = sizes[:_NO_SYNC_SHAPE]
+    sync = sizes[:0]  # one thread: barriers return before reading it
     _backward(as_variable(0), as_variable(1), sync, grads, D, A, Z, x.reshape(x.size), 0,
               params, sizes, acts, w_off, b_off, unit_off, B, False, 0,
               params[:0].astype(np.float64), params[:0].reshape(0, 0), 0, params[:0],
@@ -629,7 +627,7 @@ def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off
     L = acts.shape[0]
     k = sizes[L]
     has_targets = y_index.shape[0] > 0 or y_float.shape[0] > 0
-    sync = sizes[:_NO_SYNC_SHAPE]
+    sync = sizes[:0]  # one thread: barriers return before reading it
     for pos in range(0, N, batch_size):
         B = min(batch_size, N - pos)
         for i in range(B):
