@@ -141,10 +141,16 @@ def compute_threads(layer_sizes, batch):
 
 
 def describe():
-    """One line: the BLAS pools fastnn sees and their current thread counts."""
+    """One line: which BLAS the training loop's GEMMs call, and the BLAS pools fastnn sees with
+    their current thread counts."""
+    from ._kernels.blas import BACKEND, MKL_PATH, MKL_SEQUENTIAL
+
     kernel, other = _pools()
-    parts = [f"kernel BLAS {c.internal_api} {c.version} "
+    parts = [f"scipy BLAS {c.internal_api} {c.version} "
              f"({getattr(c, 'architecture', '?')}) x{c.num_threads}" for c in kernel.lib_controllers]
-    parts += [f"other BLAS {c.internal_api} {c.version} x{c.num_threads}"
-              for c in other.lib_controllers]
-    return f"{cores()} cores; " + "; ".join(parts)
+    parts += [f"{'fastnn' if c.filepath == MKL_PATH else 'other'} BLAS {c.internal_api} "
+              f"{c.version} x{c.num_threads}" for c in other.lib_controllers]
+    gemms = "scipy's BLAS"
+    if BACKEND == "mkl":
+        gemms = "MKL (sequential)" if MKL_SEQUENTIAL else "MKL"
+    return f"{cores()} cores; training GEMMs call {gemms}; " + "; ".join(parts)

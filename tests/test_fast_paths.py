@@ -147,7 +147,7 @@ def test_outer_limit_wins_during_fit(monkeypatch):
 
 def test_describe_names_the_pools():
     text = _threads.describe()
-    assert "cores" in text and "kernel BLAS" in text
+    assert "cores" in text and "training GEMMs call" in text and "scipy BLAS" in text
 
 
 def test_fp_mode_restored_when_a_kernel_raises():

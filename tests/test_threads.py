@@ -227,6 +227,10 @@ SAME_FIT_CASES = [
     case(8, BIG2, "sigmoid", "identity", np.float64, "adagrad", n=17),
     case(16, BIG, "relu", "identity", np.float64, "adadelta", n=33, threads=(2,)),
     case(17, BIG, "tanh", "softmax", np.float64, "sgd_momentum", n=35, threads=(2,)),
+    # 65..128 rows: fused backward and k-split forward only for a large network
+    case(100, BIG, "relu", "softmax", np.float64, "adam", n=201, threads=(2,)),
+    case(128, BIG2, "gelu", "identity", np.float64, "rmsprop", n=257, threads=(2,)),
+    case(128, BIG, "tanh", "softmax", np.float64, "adam", clip=1.0, n=130, threads=(2,)),
     # float32
     case(1, ODD, "gelu", "softmax", np.float32, "adam", n=9),
     case(2, (29, 41, 7), "gelu", "softmax", np.float32, "adam", n=10, threads=(2,)),
@@ -241,6 +245,7 @@ SAME_FIT_CASES = [
     case(3, BIG2, "gelu", "sigmoid", np.float32, "sgd", n=10, threads=(2,)),
     case(8, BIG, "relu", "identity", np.float32, "sgd_nesterov", n=17),
     case(12, BIG2, "tanh", "softmax", np.float32, "adam", n=25, threads=(2,)),
+    case(96, BIG, "relu", "softmax", np.float32, "sgd_momentum", n=193, threads=(2,)),
 ]
 
 
@@ -271,7 +276,7 @@ def test_threads_give_the_same_training(monkeypatch, batch, sizes, act, output, 
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("batch", [1, 3, 8, 12, 16, 17])
+@pytest.mark.parametrize("batch", [1, 3, 8, 12, 16, 17, 65, 128, 129])
 def test_small_batch_path_matches_the_plain_step(monkeypatch, batch, threads):
     """A clip_grad_norm too large to ever clip takes the plain backward + update; without it,
     small batches of a large network take the fused one. Same training, same History (the

@@ -11,9 +11,10 @@ Threads: every function that takes (tid, nth) is run by nth threads at once, eac
 share of each phase and meeting the others at a barrier between dependent phases (sync.py).
 Each thread owns a range of every W's rows (input units) for the whole fit: it computes those
 rows of dW and updates them (and its entries of b). Forward GEMMs of up to KSPLIT_MAX_ROWS
-rows are split along that same inner dimension (each thread reads the W rows it updated, from
-its own cache, and the partial products are added); larger ones by batch rows once the batch
-is at least fan_out, else by output columns; dx likewise by rows or by the owned columns.
+rows (FUSED_MAX_ROWS for large networks) are split along that same inner dimension (each
+thread reads the W rows it updated, from its own cache, and the partial products are added);
+larger ones by batch rows once the batch is at least fan_out, else by output columns; dx
+likewise by rows or by the owned columns.
 nth == 1 is the serial loop.
 """
 import math
@@ -134,6 +135,10 @@ def layer_forward(tid, nth, A, Z, inp, inp_off, params, fi, fo, w_off, b_off, ac
 # updates: every thread reads only the part of W that it wrote itself in the last step (and
 # that is still in its core's cache), and the threads add up their (B, fan_out) partial
 # products. Splitting by W's columns instead moves half of W from the other core every step.
+# Networks large enough for the fused backward (below) split this way up to FUSED_MAX_ROWS
+# rows, since that backward leaves each thread's rows of W in its cache; for small networks
+# a k-split of tiny GEMMs costs more than it saves above 64 rows (64-128-64-10 at batch 128:
+# -20%).
 KSPLIT_MAX_ROWS = 64
 
 
@@ -181,8 +186,9 @@ def _forward(tid, nth, sync, A, Z, x, x_off, params, sizes, acts, w_off, b_off, 
         out_off = B * unit_off[l]
         fi = sizes[l]
         fo = sizes[l + 1]
-        if (nth > 1 and B <= KSPLIT_MAX_ROWS and acts[l] != SOFTMAX
-                and B * fo <= scratch.shape[1]):
+        ksplit = B <= KSPLIT_MAX_ROWS or (B <= FUSED_MAX_ROWS
+                                          and params.shape[0] >= FUSED_MIN_PARAMS)
+        if nth > 1 and ksplit and acts[l] != SOFTMAX and B * fo <= scratch.shape[1]:
             layer_forward_ksplit(tid, nth, sync, A, Z, inp, inp_off, params, fi, fo, w_off[l],
                                  b_off[l], acts[l], B, out_off, scratch)
         else:
@@ -255,8 +261,10 @@ def layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off
 # dW and dx above batch 1). With layer_forward_ksplit the same thread then reads those rows
 # in the next forward from its own cache (batch 1 +54%, 8 +43%, 64 +15% together). A small
 # network's state stays in cache and the extra per-block optimizer calls cost more than they
-# save (64-128-64-10: -10% at batch 1).
-FUSED_MAX_ROWS = 64
+# save (64-128-64-10: -10% at batch 1). Up to 128 rows the fused backward and the k-split
+# forward together still win (784-512-256-10 at batch 128, best of 3 fits: MKL 89,191 ->
+# 96,009 samples/s, OpenBLAS 73,369 -> 76,026); at 256 they do not (MKL +1%, OpenBLAS -6%).
+FUSED_MAX_ROWS = 128
 FUSED_MIN_PARAMS = 1 << 16
 FUSED_BLOCK = 32768  # elements of dW per block: 128 KB of float32, stays in L2
 FUSED_BLOCK_ONE_ROW = 4096  # at batch 1 (no BLAS calls to amortize) 16 KB, in L1
@@ -608,7 +616,7 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
 def scratch_size(layer_sizes):
     """Elements per thread of train_steps' scratch for a network with these widths."""
     widest = max(layer_sizes[1:])
-    return max(FUSED_BLOCK, KSPLIT_MAX_ROWS * widest)
+    return max(FUSED_BLOCK, max(KSPLIT_MAX_ROWS, FUSED_MAX_ROWS) * widest)
 
 
 def new_sync():

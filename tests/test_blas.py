@@ -1,0 +1,134 @@
+"""fastnn/_kernels/blas.py: the row-major block GEMM against float64 NumPy (whichever BLAS this
+process bound), and the choice of BLAS by FASTNN_BLAS, each choice in a fresh process (it is
+made once, at import). The MKL cases run only where the `mkl` package is installed (CI
+installs it)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn._kernels import blas
+from fastnn._kernels.blas import gemm
+
+MKL_INSTALLED = blas._pip_mkl_runtime() is not None
+needs_mkl = pytest.mark.skipif(not MKL_INSTALLED, reason="the mkl package is not installed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [0, 1])
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_gemm_blocks_of_flat_buffers(dtype, trans_a, trans_b, beta):
+    """C block = op(A block) @ op(B block) + beta C block on strided blocks inside larger flat
+    buffers; nothing outside the C block is written."""
+    rng = np.random.default_rng(trans_a * 4 + trans_b * 2 + int(beta))
+    m, n, k = 5, 7, 9
+    # each operand is a block inside a wider, taller matrix, at a row/column offset
+    a_shape = (k, m) if trans_a else (m, k)
+    b_shape = (n, k) if trans_b else (k, n)
+    big_a = rng.standard_normal((a_shape[0] + 3, a_shape[1] + 4)).astype(dtype)
+    big_b = rng.standard_normal((b_shape[0] + 2, b_shape[1] + 5)).astype(dtype)
+    big_c = rng.standard_normal((m + 4, n + 3)).astype(dtype)
+    a = big_a[2:2 + a_shape[0], 1:1 + a_shape[1]]
+    b = big_b[1:1 + b_shape[0], 3:3 + b_shape[1]]
+    expected_c = big_c.astype(np.float64)
+    op_a = a.T if trans_a else a
+    op_b = b.T if trans_b else b
+    expected_c[3:3 + m, 2:2 + n] = (op_a.astype(np.float64) @ op_b.astype(np.float64)
+                                    + beta * expected_c[3:3 + m, 2:2 + n])
+    flat_c = big_c.reshape(-1).copy()
+    gemm(trans_a, trans_b, m, n, k,
+         big_a.reshape(-1), 2 * big_a.shape[1] + 1, big_a.shape[1],
+         big_b.reshape(-1), 1 * big_b.shape[1] + 3, big_b.shape[1],
+         beta, flat_c, 3 * big_c.shape[1] + 2, big_c.shape[1])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(flat_c.reshape(big_c.shape), expected_c, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_gemm_empty_inner_dimension_scales_c(beta):
+    c = np.arange(1.0, 7.0, dtype=np.float32)
+    gemm(0, 0, 2, 3, 0, np.zeros(1, np.float32), 0, 1, np.zeros(1, np.float32), 0, 3, beta, c,
+         0, 3)
+    np.testing.assert_array_equal(c, beta * np.arange(1.0, 7.0, dtype=np.float32))
+
+
+def test_backend_is_named():
+    assert blas.BACKEND in ("mkl", "scipy")
+    assert (blas.MKL_PATH is not None) == (blas.BACKEND == "mkl")
+    if blas.BACKEND == "scipy":
+        assert not MKL_INSTALLED or os.environ.get("FASTNN_BLAS", "").lower() == "scipy"
+
+
+# a short float64 fit, printed as JSON: the same in every process for a given BLAS, and equal
+# across BLAS libraries up to rounding
+FIT = """
+import json, sys
+import numpy as np
+import fastnn
+from fastnn._kernels import blas
+rng = np.random.default_rng(0)
+X = rng.standard_normal((96, 12))
+y = rng.integers(0, 3, 96)
+model = fastnn.MLP([12, 16, 8, 3], output="softmax", dtype="float64", seed=0)
+fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-2), batch_size=16, epochs=3, verbose=0,
+               seed=0).fit(X, y)
+print(json.dumps({"backend": blas.BACKEND, "params": model.params.tolist()}))
+"""
+
+
+def _run(code, **env_vars):
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_BLAS"}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _fit(choice):
+    out = _run(FIT, FASTNN_BLAS=choice)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_unknown_choice_is_a_clear_error():
+    out = _run("import fastnn", FASTNN_BLAS="openblas64")
+    assert out.returncode != 0
+    assert "ValueError: FASTNN_BLAS must be 'auto', 'mkl' or 'scipy', got 'openblas64'" in (
+        out.stderr)
+
+
+def test_scipy_choice_binds_scipy():
+    assert _fit("scipy")["backend"] == "scipy"
+
+
+@pytest.mark.skipif(MKL_INSTALLED, reason="needs an environment without the mkl package")
+def test_mkl_choice_without_mkl_says_how_to_install():
+    out = _run("import fastnn", FASTNN_BLAS="mkl")
+    if out.returncode == 0:  # an MKL outside pip (conda, system) was found and used
+        pytest.skip("an MKL runtime outside pip is installed")
+    assert "ImportError" in out.stderr and 'pip install "fastnn[mkl]"' in out.stderr
+
+
+@needs_mkl
+def test_mkl_and_scipy_train_the_same_model():
+    """The same float64 fit on MKL and on scipy's OpenBLAS: equal up to rounding (the GEMMs
+    sum in different orders), and 'auto' picks MKL when it is installed."""
+    on_mkl = _fit("mkl")
+    on_scipy = _fit("scipy")
+    assert on_mkl["backend"] == "mkl" and on_scipy["backend"] == "scipy"
+    assert _fit("auto")["backend"] == "mkl"
+    np.testing.assert_allclose(on_mkl["params"], on_scipy["params"], rtol=1e-9, atol=1e-11)
+
+
+@needs_mkl
+def test_mkl_left_to_another_threading_layer_when_asked():
+    code = ("from fastnn._kernels import blas; from fastnn import _threads; "
+            "print(blas.BACKEND, blas.MKL_SEQUENTIAL, 'MKL (sequential)' in _threads.describe())")
+    out = _run(code, FASTNN_BLAS="mkl", MKL_THREADING_LAYER="SEQUENTIAL")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["mkl", "False", "False"]
+    out = _run(code, FASTNN_BLAS="mkl")
+    assert out.stdout.split() == ["mkl", "True", "True"]
