@@ -83,8 +83,8 @@ print(json.dumps({"backend": blas.BACKEND, "params": model.params.tolist()}))
 def _run(code, **env_vars):
     env = {k: v for k, v in os.environ.items() if k != "FASTNN_BLAS"}
     env.update(env_vars)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], check=False, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def _fit(choice):
