@@ -1,16 +1,16 @@
 """Thread settings around fit, evaluate and predict.
 
 Why this exists: the numpy and scipy wheels each ship their own OpenBLAS, each with its own
-thread pool, and numba's np.dot (every GEMM in fastnn's kernels) calls scipy's. An OpenBLAS
-worker keeps spinning for a while after each call, so two pools (or one pool and another
-process) busy on the same cores slow GEMMs severalfold (a 2-thread pool with another process
-on the second core made 64-128-64-10 steps 7.6x slower here). fastnn therefore decides:
+thread pool, and fastnn's kernels call scipy's (or MKL, sequential, when it is installed:
+_kernels/blas.py). An OpenBLAS worker keeps spinning for a while after each call, so two
+pools (or one pool and another process) busy on the same cores slow GEMMs severalfold (a
+2-thread pool with another process on the second core made 64-128-64-10 steps 7.6x slower
+here). fastnn therefore decides:
 
-- the training loop itself runs on `train_threads(...)` threads: all cores when a step has
-  enough work (fastnn/_kernels/sync.py: each thread does its share of every phase and calls
-  BLAS single-threaded), else one;
-- scipy's BLAS pool (the one the kernels use) is then held at 1 thread; with a one-thread
-  loop (and in evaluate/predict) it gets `blas_threads(...)` threads:
+- the training loop itself, and evaluate/predict, run on `train_threads(...)` threads
+  (`run_on_threads`): all cores when a step has enough work (fastnn/_kernels/sync.py: each
+  thread does its share of every phase and calls BLAS single-threaded), else one;
+- scipy's BLAS pool is then held at 1 thread; with one thread it gets `blas_threads(...)`:
   all allowed cores when the step's largest GEMM is big enough to gain from them, else 1
   (OpenBLAS splits mid-sized GEMMs too, and the hand-off costs more than it saves there:
   64-128-64-10 at batch 128 ran 18% slower on 2 threads, at batch 512 13% faster);
@@ -25,7 +25,11 @@ Everything is restored when the call returns. Measurements behind the thresholds
 benchmarks/README.md.
 """
 import os
+import threading
 from contextlib import contextmanager
+
+from ._kernels.network import new_sync
+from ._kernels.sync import SYNC_ABORT
 
 # BLAS runs on all cores when the step's largest GEMM has at least this many multiply-adds,
 # or its weight matrix at least this many elements; else on one thread.
@@ -131,13 +135,50 @@ def limit(layer_sizes, batch, loop_threads=1):
 
 
 @contextmanager
-def compute_threads(layer_sizes, batch):
+def compute_threads(layer_sizes, batch, loop_threads=1):
     """limit(...) as a context manager (evaluate, predict)."""
-    restore = limit(layer_sizes, batch)
+    restore = limit(layer_sizes, batch, loop_threads)
     try:
         yield
     finally:
         restore()
+
+
+def run_on_threads(kernel, n_threads, args, tail=()):
+    """kernel(*args, tid, n_threads, sync, *tail) run by n_threads threads together, the
+    calling thread as thread 0 (fastnn/_kernels/sync.py: train_steps, evaluate_batches);
+    returns thread 0's result. An exception on any thread raises the shared abort flag, so the
+    others leave their barriers, and is re-raised here once all have stopped."""
+    sync = new_sync()
+    if n_threads == 1:
+        return kernel(*args, 0, 1, sync, *tail)
+    results = [None] * n_threads
+    errors = []
+
+    def work(tid):
+        try:
+            results[tid] = kernel(*args, tid, n_threads, sync, *tail)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            errors.append(e)
+            sync[SYNC_ABORT] = 1
+
+    workers = []
+    try:
+        for tid in range(1, n_threads):
+            workers.append(threading.Thread(target=work, args=(tid,), name=f"fastnn-{tid}",
+                                            daemon=True))
+            workers[-1].start()
+        results[0] = kernel(*args, 0, n_threads, sync, *tail)
+    except BaseException:
+        sync[SYNC_ABORT] = 1  # workers already started leave their barriers
+        raise
+    finally:
+        for w in workers:
+            if w.ident is not None:  # started
+                w.join()
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def describe():

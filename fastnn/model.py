@@ -4,7 +4,7 @@ import numpy as np
 from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
-from ._kernels.network import evaluate_batches, forward_loss_backward
+from ._kernels.network import evaluate_batches, forward_loss_backward, scratch_size
 from ._validation import (
     _numeric,
     check_choice,
@@ -278,12 +278,9 @@ class MLP:
         X = check_features(X, self.n_inputs, self.dtype)
         batch_size = check_positive_int(batch_size, "batch_size")
         B = min(batch_size, X.shape[0])
-        ws = self._workspace(B)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        stats = np.zeros(4)
-        with _threads.compute_threads(self.layer_sizes, B):
-            evaluate_batches(X, np.empty(0, np.int64), np.empty((0, self.n_outputs), self.dtype),
-                             B, *self._kernel_args(), 0, ws.xb, ws.A, ws.Z, ws.D, stats, out)
+        self._evaluate_batches(X, np.empty(0, np.int64),
+                               np.empty((0, self.n_outputs), self.dtype), B, 0, out)
         return out
 
     def predict_classes(self, X, batch_size=1024):
@@ -303,12 +300,24 @@ class MLP:
         y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
         batch_size = check_positive_int(batch_size, "batch_size")
         B = min(batch_size, X.shape[0])
-        ws = self._workspace(B)
-        stats = np.zeros(4)
-        with _threads.compute_threads(self.layer_sizes, B):
-            evaluate_batches(X, y_index, y_float, B, *self._kernel_args(), LOSSES[loss], ws.xb,
-                             ws.A, ws.Z, ws.D, stats, np.empty((0, self.n_outputs), self.dtype))
+        stats = self._evaluate_batches(X, y_index, y_float, B, LOSSES[loss],
+                                       np.empty((0, self.n_outputs), self.dtype))
         return _loss_from_stats(stats, loss), _accuracy_from_stats(stats, loss)
+
+    def _evaluate_batches(self, X, y_index, y_float, B, loss_code, out):
+        """evaluate_batches over X in batches of B on all cores that the work warrants (the
+        training loop's rule, _threads.train_threads); returns the summed loss stats (4,)."""
+        ws = self._workspace(B)
+        n_threads = _threads.train_threads(self.layer_sizes, B)
+        stats = np.zeros((n_threads, 4))
+        scratch = np.empty((n_threads, scratch_size(self.layer_sizes) if n_threads > 1 else 0),
+                           self.dtype)
+        with _threads.compute_threads(self.layer_sizes, B, n_threads):
+            _threads.run_on_threads(
+                evaluate_batches, n_threads,
+                (X, y_index, y_float, B, *self._kernel_args(), loss_code, ws.xb, ws.A, ws.Z,
+                 ws.D, stats, out), (scratch,))
+        return stats.sum(axis=0)
 
     def loss_and_grad(self, X, y, loss=None):
         """Full-batch mean loss and its gradient: (float, flat array in the layout of params)."""

@@ -18,12 +18,10 @@ from ._kernels.network import (
     DIVERGED,
     evaluate_batches,
     fp_mode,
-    new_sync,
     scratch_size,
     set_fp_mode,
     train_steps,
 )
-from ._kernels.sync import SYNC_ABORT
 from ._validation import (
     all_finite,
     check_features,
@@ -314,7 +312,8 @@ class Trainer:
                 else:
                     logs["r2"] = _r2_score(logs["loss"], train_var)
                 if val is not None:
-                    vloss, vacc = self._evaluate(val, val_ws, kargs, loss_code)
+                    vloss, vacc = self._evaluate(val, val_ws, kargs, loss_code, n_threads,
+                                                 scratch)
                     if not np.isfinite(vloss):
                         raise diverged(epoch, "non-finite validation loss")
                     logs["val_loss"] = vloss
@@ -354,11 +353,15 @@ class Trainer:
                              ("loss", "accuracy", "val_loss", "val_accuracy")
                              if k in logs} | {"epoch": epoch + 1}, refresh=False)
 
-    def _evaluate(self, val, ws, kargs, loss_code):
+    def _evaluate(self, val, ws, kargs, loss_code, n_threads, scratch):
+        """Validation loss and accuracy, on the training loop's threads."""
         Xv, yi, yf = val
-        stats = np.zeros(4)
-        evaluate_batches(Xv, yi, yf, ws.capacity, *kargs, loss_code, ws.xb, ws.A, ws.Z, ws.D,
-                         stats, np.empty((0, self.model.n_outputs), self.model.dtype))
+        stats = np.zeros((n_threads, 4))
+        _threads.run_on_threads(
+            evaluate_batches, n_threads,
+            (Xv, yi, yf, ws.capacity, *kargs, loss_code, ws.xb, ws.A, ws.Z, ws.D, stats,
+             np.empty((0, self.model.n_outputs), self.model.dtype)), (scratch,))
+        stats = stats.sum(axis=0)
         acc = float(stats[2] / stats[3]) if stats[3] else None
         return float(stats[0] / stats[1]), acc
 
@@ -385,40 +388,9 @@ def progress_bar(total, verbose):
 
 
 def _steps_on_threads(n_threads, partial, scratch, *args):
-    """train_steps(*args) run by n_threads threads together (see fastnn/_kernels/sync.py);
-    returns its (status, steps done). The calling thread is thread 0. An exception on any
-    thread raises the shared abort flag, so the others leave their barriers, and is re-raised
-    here once all have stopped."""
-    sync = new_sync()
-    if n_threads == 1:
-        return train_steps(*args, 0, 1, sync, partial, scratch)
-    results = [None] * n_threads
-    errors = []
-
-    def work(tid):
-        try:
-            results[tid] = train_steps(*args, tid, n_threads, sync, partial, scratch)
-        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
-            errors.append(e)
-            sync[SYNC_ABORT] = 1
-
-    workers = []
-    try:
-        for tid in range(1, n_threads):
-            workers.append(threading.Thread(target=work, args=(tid,), name=f"fastnn-train-{tid}",
-                                            daemon=True))
-            workers[-1].start()
-        results[0] = train_steps(*args, 0, n_threads, sync, partial, scratch)
-    except BaseException:
-        sync[SYNC_ABORT] = 1  # workers already started leave their barriers
-        raise
-    finally:
-        for w in workers:
-            if w.ident is not None:  # started
-                w.join()
-    if errors:
-        raise errors[0]
-    status, done = results[0]
+    """train_steps(*args) run by n_threads threads together (_threads.run_on_threads);
+    returns its (status, steps done)."""
+    status, done = _threads.run_on_threads(train_steps, n_threads, args, (partial, scratch))
     if status == ABORTED:  # pragma: no cover - only after an error, raised above
         raise RuntimeError("a training thread stopped without an error")
     return status, done

@@ -38,13 +38,13 @@ def _release_leftover_workers(monkeypatch):
     a worker that a failing test left waiting in a barrier then stops, instead of spinning for
     the rest of the session."""
     syncs = []
-    real_new_sync = fastnn.trainer.new_sync
+    real_new_sync = fastnn._threads.new_sync
 
     def recording_new_sync():
         syncs.append(real_new_sync())
         return syncs[-1]
 
-    monkeypatch.setattr(fastnn.trainer, "new_sync", recording_new_sync)
+    monkeypatch.setattr(fastnn._threads, "new_sync", recording_new_sync)
     yield syncs
     for sync in syncs:
         sync[SYNC_ABORT] = 1
@@ -377,6 +377,74 @@ def test_threaded_sgd_matches_naive(monkeypatch, threads, act, output, loss, n, 
         np.testing.assert_allclose(history["accuracy"], ref_hist["accuracy"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("sizes, act, output, loss, batch, n", [
+    (ODD, "tanh", "softmax", "cross_entropy", 1, 5),             # k-split forward, 1 row
+    (ODD, "relu", "sigmoid", "binary_cross_entropy", 7, 23),   # short last batch of 2
+    (ODD, "gelu", "identity", "mse", 64, 130),                 # last k-split size, then 2 rows
+    (BIG, "tanh", "softmax", "cross_entropy", 100, 201),       # large net: k-split to 128 rows
+    (BIG, "sigmoid", "identity", "mse", 300, 301),             # rows split, last batch of 1
+    (BIG2, "relu", "sigmoid", "binary_cross_entropy", 200, 200),  # columns split (150 wide)
+])
+def test_predict_and_evaluate_on_threads_match_naive(monkeypatch, threads, sizes, act, output,
+                                                      loss, batch, n):
+    """predict and evaluate split each batch between the loop's threads (evaluate_batches):
+    the same outputs, loss and accuracy as one thread and as the float64 NumPy reference."""
+    params_list, X, y = naive.make_problem(sizes, act, output, loss, n=n, seed=2, margin=0.0)
+    model = fastnn.MLP(list(sizes), activation=act, output=output, dtype="float64", seed=0)
+    model.params[:] = naive.flatten(params_list)
+    zs, acts = naive.forward(params_list, X, act, output)
+    ref_loss = naive.loss_value(zs[-1], acts[-1], naive.targets_as_matrix(y, sizes[-1], loss),
+                                loss)
+    used = []
+    real_run = _threads.run_on_threads
+
+    def recording(kernel, n_threads, *args, **kwargs):
+        used.append(n_threads)
+        return real_run(kernel, n_threads, *args, **kwargs)
+
+    monkeypatch.setattr(_threads, "run_on_threads", recording)
+    results = {}
+    for th in (1, threads):
+        monkeypatch.setenv("FASTNN_THREADS", str(th))
+        results[th] = (model.predict(X, batch_size=batch),
+                       model.evaluate(X, y, loss=loss, batch_size=batch))
+    assert used == [1, 1, threads, threads]
+    for out, (value, accuracy) in results.values():
+        # k-split forwards add the threads' partial products: a different summation order
+        np.testing.assert_allclose(out, acts[-1], rtol=1e-11, atol=1e-13)
+        assert value == pytest.approx(ref_loss, rel=1e-11)
+        if loss == "mse":
+            assert accuracy is None
+        else:
+            correct, counted = naive.accuracy_count(acts[-1], y, loss)
+            assert accuracy == correct / counted
+
+
+def test_predict_error_on_one_thread_stops_every_thread(monkeypatch):
+    """A thread of predict failing while the others wait at a barrier: predict raises that
+    error and no thread is left behind."""
+    monkeypatch.setenv("FASTNN_THREADS", "2")
+    real = network.evaluate_batches
+
+    def flaky(*args):
+        if args[-4] == 1:  # tid
+            time.sleep(0.2)
+            raise Boom("thread 1 failed")
+        return real(*args)
+
+    monkeypatch.setattr(fastnn.model, "evaluate_batches", flaky)
+    model = fastnn.MLP(list(BIG), output="softmax", dtype="float64", seed=0)
+    X, _ = make_data(50, BIG, "softmax", np.float64)
+    baseline = threading.active_count()
+    _, error, seconds = run_guarded(lambda: model.predict(X, batch_size=16))
+    assert isinstance(error, Boom) and seconds < 20
+    assert wait_for_thread_count(baseline) == baseline
+    monkeypatch.setattr(fastnn.model, "evaluate_batches", real)
+    np.testing.assert_allclose(model.predict(X, batch_size=16), model.predict(X, batch_size=50),
+                               rtol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------
 # 4. errors: on every thread, on one thread, before every thread started
 # --------------------------------------------------------------------------------------------
@@ -547,7 +615,7 @@ def test_failed_thread_start_leaves_no_spinning_worker(monkeypatch, _release_lef
     fake_threading = types.SimpleNamespace(
         Thread=FailingSecondStart, current_thread=threading.current_thread,
         main_thread=threading.main_thread)
-    monkeypatch.setattr(fastnn.trainer, "threading", fake_threading)
+    monkeypatch.setattr(fastnn._threads, "threading", fake_threading)
     X, y = make_data(16, ODD, "softmax", np.float64)
     model = fastnn.MLP(list(ODD), output="softmax", dtype="float64", seed=0)
     trainer = fastnn.Trainer(model, optim.SGD(lr=0.1), batch_size=4, epochs=1, verbose=0)

@@ -624,33 +624,47 @@ def new_sync():
     return np.zeros(SYNC_SIZE, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def evaluate_batches(X, y_index, y_float, batch_size, params, sizes, acts, w_off, b_off,
-                     unit_off, loss, xb, A, Z, D, stats, out):
-    """Loss/accuracy over (X, y) in batches without training (stats accumulate), and, when out
-    has rows, the network outputs written into out (N, k). Pass targets with no rows to only
-    predict. One thread."""
+                     unit_off, loss, xb, A, Z, D, stats, out, tid, nth, sync, scratch):
+    """Loss/accuracy over (X, y) in batches without training, and, when out has rows, the
+    network outputs written into out (N, k). Pass targets with no rows to only predict.
+
+    Run like train_steps: by nth threads at once (tid = 0..nth-1, sync shared, scratch
+    (nth, scratch_size(...)) for the k-split forward), or by one with tid 0, nth 1 (scratch
+    may then have no columns). Each thread copies, scores and writes out its share of every
+    batch's rows; stats[tid] (4,) accumulates its rows' loss sums (see loss_forward_backward).
+    Returns RAN, or ABORTED when sync's abort flag was raised."""
     N = X.shape[0]
     n_in = X.shape[1]
     L = acts.shape[0]
     k = sizes[L]
     has_targets = y_index.shape[0] > 0 or y_float.shape[0] > 0
-    sync = sizes[:0]  # one thread: barriers return before reading it
+    status = RAN
     for pos in range(0, N, batch_size):
         B = min(batch_size, N - pos)
-        for i in range(B):
+        r0, r1 = share(B, tid, nth, 1)
+        for i in range(r0, r1):
+            src = X[pos + i]
+            dst = xb[i * n_in:(i + 1) * n_in]
             for j in range(n_in):
-                xb[i * n_in + j] = X[pos + i, j]
-        _forward(as_variable(0), as_variable(1), sync, A, Z, xb, 0, params, sizes, acts, w_off,
-                 b_off, unit_off, B, params[:0].reshape(0, 0))
-        off = B * unit_off[L - 1]
-        a = _block(A, off, B, k)
+                dst[j] = src[j]
+        # every thread is past the previous batch's reads of A, Z and D: the forward may
+        # overwrite them
+        if not barrier(sync, nth):
+            status = ABORTED
+            break
+        _forward(tid, nth, sync, A, Z, xb, 0, params, sizes, acts, w_off, b_off, unit_off, B,
+                 scratch)
         if out.shape[0] > 0:
-            for i in range(B):
+            a = _block(A, B * unit_off[L - 1], B, k)
+            for i in range(r0, r1):
                 for j in range(k):
                     out[pos + i, j] = a[i, j]
         if has_targets:
             yi = y_index[pos:pos + B] if y_index.shape[0] > 0 else y_index[:0]
             yf = y_float[pos:pos + B] if y_float.shape[0] > 0 else y_float[:0]
-            _loss(as_variable(0), as_variable(1), D, A, Z, yi, yf, sizes, acts, unit_off, loss,
-                  stats, B)
+            _loss(tid, nth, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats[tid], B)
+    if status == RAN and nth > 1 and atomic_load(sync, SYNC_ABORT) != 0:
+        status = ABORTED
+    return status
