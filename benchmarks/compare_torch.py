@@ -308,6 +308,11 @@ def main(argv=None):
     print(f"{ceiling_text}; ceiling from the faster; repeats {repeats}; "
           f"torch threads tried {torch_threads}; torch flushes denormals: {flushing}; "
           f"Adam lr {LR}")
+    from fastnn._kernels.blas import BACKEND
+
+    if BACKEND != "mkl":
+        print("note: fastnn's GEMMs run on scipy's OpenBLAS here; on x86-64, pip install "
+              "\".[mkl]\" puts them on MKL, as PyTorch's are (benchmarks/README.md)")
     for n in nets:
         compare(n, batches, repeats, scale, gflops, torch_threads, sys.stdout)
     print(f"\nagain, {gemm_ceiling()[1]}; load {os.getloadavg()[0]:.2f}")
