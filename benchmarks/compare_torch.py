@@ -9,7 +9,8 @@ ratio fastnn / torch, and each side's fraction of the BLAS ceiling: train FLOPs 
 float32 GEMM rate measured in this run: the faster of a large square numpy matmul (numpy's
 BLAS, all its threads) and the same product on the BLAS fastnn's loop calls (MKL when the
 `mkl` package is installed), split by rows over one thread per core as fastnn splits its
-GEMMs; best of a few each.
+GEMMs; best of a few each, measured again before every round of each row, and the row's best
+taken. Rounds interleave: GEMM rate, one fastnn fit, one torch fit per thread count.
 
 PyTorch runs in its strongest plain setup: nn.Sequential of Linear/ReLU, F.cross_entropy,
 torch.optim.Adam(fused=True) (foreach where fused is unsupported), batches sliced from a copy
@@ -66,22 +67,36 @@ def measure_sgemm_gflops(n=2048, repeats=5):
     return 2.0 * n**3 / best / 1e9
 
 
+_GEMM_ROWS = []
+
+
+def _gemm_rows_kernel():
+    """A nogil kernel computing rows r0:r1 of c = a @ b (n x n) with fastnn's gemm (compiled
+    once per process)."""
+    if not _GEMM_ROWS:
+        from numba import njit
+
+        from fastnn._kernels.blas import gemm
+
+        @njit(nogil=True)
+        def rows(a, b, c, r0, r1, n):
+            gemm(0, 0, r1 - r0, n, n, a, r0 * n, n, b, 0, n, 0.0, c, r0 * n, n)
+
+        _GEMM_ROWS.append(rows)
+    return _GEMM_ROWS[0]
+
+
 def measure_fastnn_gemm_gflops(n=2048, repeats=5):
     """Float32 GEMM rate of the BLAS that fastnn's training loop calls, used the way the loop
     uses it: every core runs one single-threaded gemm on its share of the rows of an n x n x n
     product. Best of `repeats`."""
     import threading
 
-    from numba import njit
     from threadpoolctl import threadpool_limits
 
     from fastnn import _threads
-    from fastnn._kernels.blas import gemm
 
-    @njit(nogil=True)
-    def rows(a, b, c, r0, r1, n):
-        gemm(0, 0, r1 - r0, n, n, a, r0 * n, n, b, 0, n, 0.0, c, r0 * n, n)
-
+    rows = _gemm_rows_kernel()
     rng = np.random.default_rng(0)
     a = rng.standard_normal(n * n, dtype=np.float32)
     b = rng.standard_normal(n * n, dtype=np.float32)
@@ -201,20 +216,25 @@ def summarize(rates):
 
 
 def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
+    """One table: per batch size, `repeats` rounds of (a GEMM-rate measurement, a fastnn fit,
+    a torch fit per thread count), interleaved so that a machine that speeds up or slows
+    down during the run moves both sides alike. The row's ceiling is the best GEMM rate of
+    its rounds."""
     import torch
 
     import fastnn
 
     sizes = NETS[net_name]
     flops = train_flops_per_sample(sizes)
-    ceiling = gflops * 1e9 / flops
     X, y = make_data(sizes, N_SAMPLES)
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y)
     print(f"\n{net_name} {'-'.join(map(str, sizes))}: {flops / 1e6:.2f} MFLOP/sample, "
-          f"ceiling {ceiling:,.0f} samples/s at {gflops:.0f} GFLOP/s", file=out)
+          f"ceiling {gflops * 1e9 / flops:,.0f} samples/s at {gflops:.0f} GFLOP/s "
+          f"(each row: its own GEMM rate, column GF/s)", file=out)
     header = (f"{'batch':>6} {'fastnn/s':>12} {'spread':>17} {'torch/s':>12} {'spread':>17} "
-              f"{'thr':>3} {'ratio':>6} {'fn%ceil':>7} {'pt%ceil':>7} {'loss fn/pt':>13}")
+              f"{'thr':>3} {'ratio':>6} {'GF/s':>5} {'fn%ceil':>7} {'pt%ceil':>7} "
+              f"{'loss fn/pt':>13}")
     print(header, file=out)
     rows = []
     for batch in batches:
@@ -225,16 +245,12 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
         epochs = max(1, n_timed // n_rows)
         n_timed = n_rows * epochs
         Xr, yr = X[:n_rows], y[:n_rows]
+        Xr_t, yr_t = torch.from_numpy(Xr), torch.from_numpy(yr)
         warm = min(N_SAMPLES, max(4 * batch, 256))
 
         _, trainer = fastnn_setup(sizes, X, y, batch)
         fastnn_run(trainer, X[:warm], y[:warm])  # compile / load cache, first-epoch effects
-        fn_rates, fn_loss = [], None
-        for _ in range(repeats):
-            seconds, fn_loss = fastnn_run(trainer, Xr, yr, epochs)
-            fn_rates.append(n_timed / seconds)
-
-        best = None
+        sides = {}  # torch thread count -> (net, opt, generator)
         for threads in torch_threads:
             torch.set_num_threads(threads)
             fresh = fastnn.MLP(sizes, activation="relu", output="softmax", dtype="float32",
@@ -242,23 +258,31 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
             net, opt, _ = torch_setup(sizes, fresh, batch)
             gen = torch.Generator().manual_seed(0)
             torch_run(net, opt, Xt[:warm], yt[:warm], batch, gen)
-            pt_rates, pt_loss = [], None
-            for _ in range(repeats):
-                seconds, pt_loss = torch_run(net, opt, torch.from_numpy(Xr),
-                                             torch.from_numpy(yr), batch, gen, epochs)
-                pt_rates.append(n_timed / seconds)
-            if best is None or statistics.median(pt_rates) > statistics.median(best[0]):
-                best = (pt_rates, pt_loss, threads)
-        pt_rates, pt_loss, pt_threads = best
+            sides[threads] = (net, opt, gen)
+        fn_rates, fn_loss = [], None
+        pt_rates = {threads: [] for threads in torch_threads}
+        pt_loss = {}
+        rates = []
+        for _ in range(repeats):
+            rates.append(gemm_ceiling()[0])
+            seconds, fn_loss = fastnn_run(trainer, Xr, yr, epochs)
+            fn_rates.append(n_timed / seconds)
+            for threads, (net, opt, gen) in sides.items():
+                torch.set_num_threads(threads)
+                seconds, pt_loss[threads] = torch_run(net, opt, Xr_t, yr_t, batch, gen, epochs)
+                pt_rates[threads].append(n_timed / seconds)
+        pt_threads = max(pt_rates, key=lambda t: statistics.median(pt_rates[t]))
+        row_gflops = max(rates)
+        ceiling = row_gflops * 1e9 / flops
         fn_med, fn_lo, fn_hi = summarize(fn_rates)
-        pt_med, pt_lo, pt_hi = summarize(pt_rates)
+        pt_med, pt_lo, pt_hi = summarize(pt_rates[pt_threads])
         row = (batch, fn_med, fn_lo, fn_hi, pt_med, pt_lo, pt_hi, pt_threads, fn_med / pt_med,
-               fn_med / ceiling, pt_med / ceiling, fn_loss, pt_loss)
+               fn_med / ceiling, pt_med / ceiling, fn_loss, pt_loss[pt_threads])
         rows.append(row)
         print(f"{batch:>6} {fn_med:>12,.0f} {fn_lo:>8,.0f}..{fn_hi:<8,.0f} {pt_med:>12,.0f} "
               f"{pt_lo:>8,.0f}..{pt_hi:<8,.0f} {pt_threads:>3} {fn_med / pt_med:>6.2f} "
-              f"{100 * fn_med / ceiling:>6.1f}% {100 * pt_med / ceiling:>6.1f}% "
-              f"{fn_loss:>6.3f}/{pt_loss:<6.3f}", file=out, flush=True)
+              f"{row_gflops:>5.0f} {100 * fn_med / ceiling:>6.1f}% {100 * pt_med / ceiling:>6.1f}% "
+              f"{fn_loss:>6.3f}/{pt_loss[pt_threads]:<6.3f}", file=out, flush=True)
     return rows
 
 
