@@ -28,6 +28,7 @@ import os
 import threading
 from contextlib import contextmanager
 
+from ._kernels import blas
 from ._kernels.network import new_sync
 from ._kernels.sync import SYNC_ABORT
 
@@ -184,14 +185,12 @@ def run_on_threads(kernel, n_threads, args, tail=()):
 def describe():
     """One line: which BLAS the training loop's GEMMs call, and the BLAS pools fastnn sees with
     their current thread counts."""
-    from ._kernels.blas import BACKEND, MKL_PATH, MKL_SEQUENTIAL
-
     kernel, other = _pools()
     parts = [f"scipy BLAS {c.internal_api} {c.version} "
              f"({getattr(c, 'architecture', '?')}) x{c.num_threads}" for c in kernel.lib_controllers]
-    parts += [f"{'fastnn' if c.filepath == MKL_PATH else 'other'} BLAS {c.internal_api} "
+    parts += [f"{'fastnn' if c.filepath == blas.MKL_PATH else 'other'} BLAS {c.internal_api} "
               f"{c.version} x{c.num_threads}" for c in other.lib_controllers]
     gemms = "scipy's BLAS"
-    if BACKEND == "mkl":
-        gemms = "MKL (sequential)" if MKL_SEQUENTIAL else "MKL"
+    if blas.BACKEND == "mkl":
+        gemms = "MKL (sequential)" if blas.MKL_SEQUENTIAL else "MKL"
     return f"{cores()} cores; training GEMMs call {gemms}; " + "; ".join(parts)

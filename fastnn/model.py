@@ -307,16 +307,22 @@ class MLP:
     def _evaluate_batches(self, X, y_index, y_float, B, loss_code, out):
         """evaluate_batches over X in batches of B on all cores that the work warrants (the
         training loop's rule, _threads.train_threads); returns the summed loss stats (4,)."""
-        ws = self._workspace(B)
         n_threads = _threads.train_threads(self.layer_sizes, B)
-        stats = np.zeros((n_threads, 4))
         scratch = np.empty((n_threads, scratch_size(self.layer_sizes) if n_threads > 1 else 0),
                            self.dtype)
         with _threads.compute_threads(self.layer_sizes, B, n_threads):
-            _threads.run_on_threads(
-                evaluate_batches, n_threads,
-                (X, y_index, y_float, B, *self._kernel_args(), loss_code, ws.xb, ws.A, ws.Z,
-                 ws.D, stats, out), (scratch,))
+            return self._evaluate_on_threads(X, y_index, y_float, B, loss_code, out,
+                                             self._workspace(B), n_threads, scratch)
+
+    def _evaluate_on_threads(self, X, y_index, y_float, B, loss_code, out, ws, n_threads,
+                             scratch):
+        """evaluate_batches on n_threads threads with workspace ws (capacity >= B) and the
+        k-split scratch; the caller has set the BLAS pools. Returns the summed stats (4,)."""
+        stats = np.zeros((n_threads, 4))
+        _threads.run_on_threads(
+            evaluate_batches, n_threads,
+            (X, y_index, y_float, B, *self._kernel_args(), loss_code, ws.xb, ws.A, ws.Z, ws.D,
+             stats, out), (scratch,))
         return stats.sum(axis=0)
 
     def loss_and_grad(self, X, y, loss=None):

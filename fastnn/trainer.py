@@ -16,7 +16,6 @@ from . import _threads
 from ._kernels.network import (
     ABORTED,
     DIVERGED,
-    evaluate_batches,
     fp_mode,
     scratch_size,
     set_fp_mode,
@@ -312,8 +311,7 @@ class Trainer:
                 else:
                     logs["r2"] = _r2_score(logs["loss"], train_var)
                 if val is not None:
-                    vloss, vacc = self._evaluate(val, val_ws, kargs, loss_code, n_threads,
-                                                 scratch)
+                    vloss, vacc = self._evaluate(val, val_ws, loss_code, n_threads, scratch)
                     if not np.isfinite(vloss):
                         raise diverged(epoch, "non-finite validation loss")
                     logs["val_loss"] = vloss
@@ -353,15 +351,13 @@ class Trainer:
                              ("loss", "accuracy", "val_loss", "val_accuracy")
                              if k in logs} | {"epoch": epoch + 1}, refresh=False)
 
-    def _evaluate(self, val, ws, kargs, loss_code, n_threads, scratch):
+    def _evaluate(self, val, ws, loss_code, n_threads, scratch):
         """Validation loss and accuracy, on the training loop's threads."""
         Xv, yi, yf = val
-        stats = np.zeros((n_threads, 4))
-        _threads.run_on_threads(
-            evaluate_batches, n_threads,
-            (Xv, yi, yf, ws.capacity, *kargs, loss_code, ws.xb, ws.A, ws.Z, ws.D, stats,
-             np.empty((0, self.model.n_outputs), self.model.dtype)), (scratch,))
-        stats = stats.sum(axis=0)
+        model = self.model
+        stats = model._evaluate_on_threads(Xv, yi, yf, ws.capacity, loss_code,
+                                           np.empty((0, model.n_outputs), model.dtype), ws,
+                                           n_threads, scratch)
         acc = float(stats[2] / stats[3]) if stats[3] else None
         return float(stats[0] / stats[1]), acc
 

@@ -103,7 +103,7 @@ def _mkl_gemm(required):
         layer = lib.MKL_Set_Threading_Layer(ctypes.c_int(_MKL_THREADING_SEQUENTIAL))
         MKL_SEQUENTIAL = layer == _MKL_THREADING_SEQUENTIAL
     return ({k: ctypes.cast(getattr(lib, k + "gemm"), ctypes.c_void_p).value for k in "sd"},
-            lib._name)
+            path)
 
 
 def _choose_backend():

@@ -18,7 +18,6 @@ likewise by rows or by the owned columns.
 nth == 1 is the serial loop.
 """
 import math
-import platform
 
 import numpy as np
 from llvmlite import ir
@@ -37,7 +36,7 @@ from .dense import (
 )
 from .losses import loss_forward_backward
 from .optim import optimizer_update
-from .sync import ALIGN, SYNC_ABORT, SYNC_SIZE, atomic_load, barrier, share
+from .sync import ALIGN, SYNC_ABORT, SYNC_SIZE, X86, atomic_load, barrier, share
 
 # Denormals: Adam's moments of a parameter whose gradient stays 0 (a dead ReLU unit, an input
 # pixel that is always 0) decay into the float32 denormal range and stick there (m - 0.1 m
@@ -45,7 +44,6 @@ from .sync import ALIGN, SYNC_ABORT, SYNC_SIZE, atomic_load, barrier, share
 # small net at batch 1 ran 10x slower. train_steps therefore flushes denormals to zero (MXCSR
 # FTZ|DAZ, as XLA and TensorFlow do on CPU) and restores the caller's setting on return.
 # Values below 1.2e-38 become 0; nothing else changes.
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686")
 FLUSH_DENORMALS = 0x8040  # MXCSR flush-to-zero (bit 15) | denormals-are-zero (bit 6)
 
 
@@ -53,7 +51,7 @@ FLUSH_DENORMALS = 0x8040  # MXCSR flush-to-zero (bit 15) | denormals-are-zero (b
 def _get_fp_mode(typingctx):
     """The x86 MXCSR register (0 elsewhere)."""
     def codegen(context, builder, signature, args):
-        if not _X86:
+        if not X86:
             return ir.Constant(ir.IntType(64), 0)
         slot = cgutils.alloca_once(builder, ir.IntType(32))
         fn = cgutils.get_or_insert_function(
@@ -67,7 +65,7 @@ def _get_fp_mode(typingctx):
 def _set_fp_mode(typingctx, mode):
     """Load the x86 MXCSR register (no-op elsewhere)."""
     def codegen(context, builder, signature, args):
-        if _X86:
+        if X86:
             slot = cgutils.alloca_once(builder, ir.IntType(32))
             builder.store(builder.trunc(args[0], ir.IntType(32)), slot)
             fn = cgutils.get_or_insert_function(

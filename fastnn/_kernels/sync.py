@@ -26,7 +26,7 @@ SYNC_COUNT, SYNC_GENERATION, SYNC_ABORT = 0, 8, 16
 SYNC_SIZE = 24
 # shares of columns/elements start on 64-byte boundaries (16 floats): no false sharing of lines
 ALIGN = 16
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686")
+X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686")
 
 
 # A thread that has spun this many times at a barrier yields its core on every further check:
@@ -113,7 +113,7 @@ def cpu_relax(typingctx):
     """x86 `pause` in a spin loop (frees the core's pipeline for the sibling thread); elsewhere
     a compiler barrier only."""
     def codegen(context, builder, signature, args):
-        if _X86:
+        if X86:
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
             builder.call(fn, [])
