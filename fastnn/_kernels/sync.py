@@ -60,10 +60,16 @@ def _register_yield():
 _register_yield()
 
 
-def _int64_ptr(context, builder, arr_ty, arr, idx, idx_ty):
-    data = context.make_array(arr_ty)(context, builder, arr).data
-    idx = context.cast(builder, idx, idx_ty, types.intp)
+def _int64_ptr(context, builder, signature, args):
+    """Pointer to arr[idx] for an intrinsic called as f(arr, idx, ...)."""
+    data = context.make_array(signature.args[0])(context, builder, args[0]).data
+    idx = context.cast(builder, args[1], signature.args[1], types.intp)
     return builder.gep(data, [idx])
+
+
+def _int64_value(context, builder, signature, args):
+    """The `value` argument of f(arr, idx, value) as an int64."""
+    return context.cast(builder, args[2], signature.args[2], types.int64)
 
 
 @intrinsic
@@ -73,10 +79,8 @@ def atomic_add(typingctx, arr, idx, value):
         return None
 
     def codegen(context, builder, signature, args):
-        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
-                         signature.args[1])
-        val = context.cast(builder, args[2], signature.args[2], types.int64)
-        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+        return builder.atomic_rmw("add", _int64_ptr(context, builder, signature, args),
+                                  _int64_value(context, builder, signature, args), "seq_cst")
     return types.int64(arr, idx, value), codegen
 
 
@@ -87,9 +91,7 @@ def atomic_load(typingctx, arr, idx):
         return None
 
     def codegen(context, builder, signature, args):
-        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
-                         signature.args[1])
-        return builder.load_atomic(ptr, "acquire", 8)
+        return builder.load_atomic(_int64_ptr(context, builder, signature, args), "acquire", 8)
     return types.int64(arr, idx), codegen
 
 
@@ -100,10 +102,8 @@ def atomic_store(typingctx, arr, idx, value):
         return None
 
     def codegen(context, builder, signature, args):
-        ptr = _int64_ptr(context, builder, signature.args[0], args[0], args[1],
-                         signature.args[1])
-        val = context.cast(builder, args[2], signature.args[2], types.int64)
-        builder.store_atomic(val, ptr, "release", 8)
+        builder.store_atomic(_int64_value(context, builder, signature, args),
+                             _int64_ptr(context, builder, signature, args), "release", 8)
         return context.get_dummy_value()
     return types.none(arr, idx, value), codegen
 
