@@ -1,5 +1,10 @@
 """Input checks that run before any kernel: Numba does no bounds checking, so a shape the kernel
-did not expect would corrupt memory instead of raising. Every error names the argument."""
+did not expect would corrupt memory instead of raising. Every error names the argument.
+
+One vocabulary for every public entry point (MLP, Trainer, optimizers, schedules, callbacks,
+data, io): a value of the wrong kind (a str for a number, a float for a count, a bool where an
+integer is meant) is a TypeError; a value of the right kind outside its range or choices is a
+ValueError."""
 import numbers
 
 import numpy as np
@@ -12,6 +17,15 @@ def check_positive_int(value, name, allow_none=False):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_count(value, name):
+    """A non-negative integer (patience, cooldown, epochs to wait)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
 
 

@@ -79,40 +79,10 @@ def build_parser():
     return parser
 
 
-def load_data(path, val_size, test_size, seed, task):
-    """(X_train, X_val, X_test, y_train, y_val, y_test, classification) with X standardized by
-    the training part's mean and std."""
-    from .data import load_table, train_val_test_split
-
-    if path is None:
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise ValueError("the default data set needs scikit-learn: pip install "
-                             "'fastnn[sklearn]', or pass --data FILE") from None
-        X, y = load_digits(return_X_y=True)
-    else:
-        X, y = load_table(path)
-    classification = (task == "classification" or
-                      (task == "auto" and np.issubdtype(np.asarray(y).dtype, np.integer)))
-    if classification:
-        y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.array_equal(y, np.round(y)):
-                raise ValueError("--task classification needs integer labels in the last column")
-            y = y.astype(np.int64)
-    parts = train_val_test_split(X, y, val_size=val_size, test_size=test_size,
-                                 stratify=classification, seed=seed)
-    X_train, X_val, X_test, y_train, y_val, y_test = parts
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
-    std[std == 0] = 1.0  # constant features (digits' blank border pixels)
-    X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
-    return X_train, X_val, X_test, y_train, y_val, y_test, classification
-
-
 def train(args):
     import fastnn
+
+    from .data import load_split
 
     if args.patience is not None and args.val_size == 0:
         raise ValueError("--patience needs a validation set: pass --val-size > 0")
@@ -122,7 +92,7 @@ def train(args):
             _matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
-    X_train, X_val, X_test, y_train, y_val, y_test, classification = load_data(
+    X_train, X_val, X_test, y_train, y_val, y_test, classification = load_split(
         args.data, args.val_size, args.test_size, args.seed, args.task)
     if classification:
         labels = np.concatenate([y_train, y_val, y_test])

@@ -35,8 +35,6 @@ from .trainer import (
     progress_bar,
 )
 
-DEVICES = ("cpu", "cuda")
-
 
 class DeviceWorkspace:
     """Device activation, pre-activation and delta buffers for batches of up to `capacity`

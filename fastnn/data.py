@@ -1,6 +1,7 @@
 """Data helpers: exact stratified train/validation/test splits, Keras' validation_split, the
-bundled digits data set, and a loader for user tables (.npz / .csv). Pure numpy; scikit-learn
-is imported only by `load_digits_split`."""
+bundled digits data set, a loader for user tables (.npz / .csv), and `load_split`, the split and
+standardized data of `fastnn train`. Pure numpy; scikit-learn is imported only to load the
+digits."""
 import csv
 import math
 import numbers
@@ -9,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DigitsSplit", "class_labels", "load_digits_split", "load_table",
+__all__ = ["DigitsSplit", "class_labels", "load_digits_split", "load_split", "load_table",
            "train_val_test_split", "validation_split_indices"]
 
 
@@ -273,13 +274,50 @@ def load_digits_split(seed=0):
     X_tr, X_va, X_te, y_tr, y_va, y_te = train_val_test_split(
         X.astype(np.float64), y.astype(np.int64), val_size=0.15, test_size=0.15,
         stratify=True, seed=seed)
-    mean = X_tr.mean(axis=0)
-    std = X_tr.std(axis=0)
-    std[std == 0] = 1.0  # constant pixels (the digits' borders) stay 0 instead of NaN
-    f32 = [((a - mean) / std).astype(np.float32) for a in (X_tr, X_va, X_te)]
+    (X_tr, X_va, X_te), mean, std = _standardize(X_tr, X_va, X_te)
+    f32 = [a.astype(np.float32) for a in (X_tr, X_va, X_te)]
     out = DigitsSplit(*f32, y_tr, y_va, y_te)
     out.mean, out.std = mean.astype(np.float32), std.astype(np.float32)
     return out
+
+
+def _standardize(train, *others):
+    """(train, *others) scaled by the train part's mean and std (no leakage from the others);
+    returns (scaled parts, mean, std). Constant features (the digits' blank borders) keep
+    std 1, so they become 0 instead of NaN."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0
+    return [(a - mean) / std for a in (train, *others)], mean, std
+
+
+def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto"):
+    """The data behind `fastnn train`: the table at `path` (see load_table), or scikit-learn's
+    digits when path is None, split with train_val_test_split (stratified for classification)
+    and standardized on the train part. task: "classification", "regression" or "auto"
+    (classification when the labels are integers). Returns (X_train, X_val, X_test, y_train,
+    y_val, y_test, classification)."""
+    if path is None:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ValueError("the default data set needs scikit-learn: pip install "
+                             "'fastnn[sklearn]', or pass --data FILE") from None
+        X, y = load_digits(return_X_y=True)
+    else:
+        X, y = load_table(path)
+    classification = (task == "classification" or
+                      (task == "auto" and np.issubdtype(np.asarray(y).dtype, np.integer)))
+    if classification:
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.array_equal(y, np.round(y)):
+                raise ValueError("--task classification needs integer labels in the last column")
+            y = y.astype(np.int64)
+    X_train, X_val, X_test, y_train, y_val, y_test = train_val_test_split(
+        X, y, val_size=val_size, test_size=test_size, stratify=classification, seed=seed)
+    (X_train, X_val, X_test), _, _ = _standardize(X_train, X_val, X_test)
+    return X_train, X_val, X_test, y_train, y_val, y_test, classification
 
 
 # --------------------------------------------------------------------------- user tables

@@ -302,7 +302,7 @@ class MLP:
         B = min(batch_size, X.shape[0])
         stats = self._evaluate_batches(X, y_index, y_float, B, LOSSES[loss],
                                        np.empty((0, self.n_outputs), self.dtype))
-        return _loss_from_stats(stats, loss), _accuracy_from_stats(stats, loss)
+        return _loss_from_stats(stats), _accuracy_from_stats(stats, loss)
 
     def _evaluate_batches(self, X, y_index, y_float, B, loss_code, out):
         """evaluate_batches over X in batches of B on all cores that the work warrants (the
@@ -336,7 +336,7 @@ class MLP:
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
             forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float,
                                   *self._kernel_args(), LOSSES[loss], stats)
-        return _loss_from_stats(stats, loss), grad
+        return _loss_from_stats(stats), grad
 
     def save(self, path):
         """Write the model to a safetensors file (see fastnn.load)."""
@@ -344,11 +344,13 @@ class MLP:
         save_model(self, path)
 
 
-def _loss_from_stats(stats, loss):
+def _loss_from_stats(stats):
+    """The mean per-sample loss from summed stats (see losses.loss_forward_backward)."""
     return float(stats[0] / stats[1]) if stats[1] else float("nan")
 
 
 def _accuracy_from_stats(stats, loss):
+    """Correct over counted predictions; None for mse (no classes)."""
     if loss == "mse" or not stats[3]:
         return None
     return float(stats[2] / stats[3])

@@ -103,7 +103,8 @@ class Trainer:
         fastnn.Callback. A callback stops training by setting trainer.stop_training = True.
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
-    verbose : 0 silent, 1 a progress bar.
+    verbose : 0 silent; 1 or 2 a progress bar (2, Keras' one line per epoch, is accepted and
+        shows the same bar).
     device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
         and optimizer state on the GPU for the whole fit (fastnn/cuda_trainer.py).
     """

@@ -8,6 +8,7 @@ import pytest
 
 import fastnn
 from fastnn import cli
+from fastnn.data import load_split
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def histories(monkeypatch):
 
 def digits_split():
     """The split and scaling the CLI uses for the default data with its default flags."""
-    _, X_va, X_te, _, y_va, y_te, _ = cli.load_data(None, 0.15, 0.15, 0, "auto")
+    _, X_va, X_te, _, y_va, y_te, _ = load_split(None, 0.15, 0.15, 0, "auto")
     return X_va, X_te, y_va, y_te
 
 
