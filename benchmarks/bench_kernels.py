@@ -21,7 +21,7 @@ class Step:
         self.X, y = make_data(sizes, batch_size)
         self.ws = Workspace(self.model, batch_size)
         self.grads = np.zeros_like(self.model.params)
-        self.args = self.model._kernel_args()
+        self.args = (self.model.params, *self.model.layout)
         ws = self.ws
         params, acts, unit_off = self.args[0], self.args[2], self.args[5]
         network_forward(ws.A, ws.Z, self.X, *self.args)

@@ -28,8 +28,10 @@ import os
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 from ._kernels import blas
-from ._kernels.network import new_sync
+from ._kernels.network import evaluate_batches, new_sync
 from ._kernels.sync import SYNC_ABORT
 
 # BLAS runs on all cores when the step's largest GEMM has at least this many multiply-adds,
@@ -180,6 +182,19 @@ def run_on_threads(kernel, n_threads, args, tail=()):
     if errors:
         raise errors[0]
     return results[0]
+
+
+def evaluate_on_threads(network, params, X, y_index, y_float, B, loss_code, out, ws, n_threads,
+                        scratch):
+    """evaluate_batches over X in batches of B on n_threads threads, with workspace ws
+    (capacity >= B) and the k-split scratch; the caller has set the BLAS pools (limit). The
+    one runner of predict, evaluate and fit's validation. Returns the summed stats (4,)."""
+    stats = np.zeros((n_threads, 4))
+    run_on_threads(
+        evaluate_batches, n_threads,
+        (X, y_index, y_float, B, params, *network, loss_code, ws.xb, ws.A, ws.Z, ws.D, stats,
+         out), (scratch,))
+    return stats.sum(axis=0)
 
 
 def describe():

@@ -4,7 +4,8 @@ import numpy as np
 from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
-from ._kernels.network import evaluate_batches, forward_loss_backward, scratch_size
+from ._kernels.bundles import Network
+from ._kernels.network import forward_loss_backward, scratch_size
 from ._validation import (
     _numeric,
     check_choice,
@@ -149,6 +150,8 @@ class MLP:
             self._b_off[l] = off
             off += sizes[l + 1]
         self._params = np.zeros(off, dtype=dt)
+        self._layout = Network(self._sizes, self._acts, self._w_off, self._b_off,
+                               self._unit_off)
         self._weights = tuple(
             self._params[self._w_off[l]:self._b_off[l]].reshape(sizes[l], sizes[l + 1])
             for l in range(L))
@@ -264,8 +267,11 @@ class MLP:
         return new
 
     # ------------------------------------------------------------------ compute
-    def _kernel_args(self):
-        return (self.params, self._sizes, self._acts, self._w_off, self._b_off, self._unit_off)
+    @property
+    def layout(self):
+        """The architecture as the kernels read it: a Network bundle (fastnn/_kernels/
+        bundles.py) of int64 arrays, sizes, acts, w_off, b_off and unit_off."""
+        return self._layout
 
     def _workspace(self, batch_size):
         ws = self._predict_ws
@@ -311,19 +317,9 @@ class MLP:
         scratch = np.empty((n_threads, scratch_size(self.layer_sizes) if n_threads > 1 else 0),
                            self.dtype)
         with _threads.compute_threads(self.layer_sizes, B, n_threads):
-            return self._evaluate_on_threads(X, y_index, y_float, B, loss_code, out,
-                                             self._workspace(B), n_threads, scratch)
-
-    def _evaluate_on_threads(self, X, y_index, y_float, B, loss_code, out, ws, n_threads,
-                             scratch):
-        """evaluate_batches on n_threads threads with workspace ws (capacity >= B) and the
-        k-split scratch; the caller has set the BLAS pools. Returns the summed stats (4,)."""
-        stats = np.zeros((n_threads, 4))
-        _threads.run_on_threads(
-            evaluate_batches, n_threads,
-            (X, y_index, y_float, B, *self._kernel_args(), loss_code, ws.xb, ws.A, ws.Z, ws.D,
-             stats, out), (scratch,))
-        return stats.sum(axis=0)
+            return _threads.evaluate_on_threads(self.layout, self.params, X, y_index, y_float,
+                                                B, loss_code, out, self._workspace(B),
+                                                n_threads, scratch)
 
     def loss_and_grad(self, X, y, loss=None):
         """Full-batch mean loss and its gradient: (float, flat array in the layout of params)."""
@@ -334,8 +330,8 @@ class MLP:
         grad = np.empty_like(self.params)
         stats = np.zeros(4)
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
-            forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float,
-                                  *self._kernel_args(), LOSSES[loss], stats)
+            forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float, self.params,
+                                  *self.layout, LOSSES[loss], stats)
         return _loss_from_stats(stats), grad
 
     def save(self, path):

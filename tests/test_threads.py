@@ -1,4 +1,4 @@
-"""The multi-threaded training loop (fastnn/_kernels/sync.py, fastnn.trainer._steps_on_threads):
+"""The multi-threaded training loop (fastnn/_kernels/sync.py, fastnn._steps.cpu.steps_on_threads):
 the same fit on 1, 2 and 3 threads gives the same model, optimizer state and History; short
 and tiny batches; agreement with the naive NumPy reference; errors on one or all threads stop
 every thread without a hang; divergence rolls back as on one thread; FASTNN_THREADS; the work
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastnn
+import fastnn._steps.cpu
 import fastnn.trainer
 from fastnn import _threads, optim
 from fastnn._kernels import network
@@ -319,13 +320,13 @@ def test_thread_count_is_read_at_each_fit(monkeypatch):
     continues exactly as one that stays on one thread."""
     X, y = make_data(40, ODD, "softmax", np.float64, seed=4)
     seen = []
-    real = fastnn.trainer.train_steps
+    real = fastnn._steps.cpu.train_steps
 
     def recording(*args, **kwargs):
         seen.append(call_tid(args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fastnn.trainer, "train_steps", recording)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", recording)
     runs = {}
     for plan in ((1, 1, 1), (1, 3, 2)):
         model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64",
@@ -433,14 +434,14 @@ def test_predict_error_on_one_thread_stops_every_thread(monkeypatch):
             raise Boom("thread 1 failed")
         return real(*args)
 
-    monkeypatch.setattr(fastnn.model, "evaluate_batches", flaky)
+    monkeypatch.setattr(_threads, "evaluate_batches", flaky)
     model = fastnn.MLP(list(BIG), output="softmax", dtype="float64", seed=0)
     X, _ = make_data(50, BIG, "softmax", np.float64)
     baseline = threading.active_count()
     _, error, seconds = run_guarded(lambda: model.predict(X, batch_size=16))
     assert isinstance(error, Boom) and seconds < 20
     assert wait_for_thread_count(baseline) == baseline
-    monkeypatch.setattr(fastnn.model, "evaluate_batches", real)
+    monkeypatch.setattr(_threads, "evaluate_batches", real)
     np.testing.assert_allclose(model.predict(X, batch_size=16), model.predict(X, batch_size=50),
                                rtol=1e-12)
 
@@ -514,13 +515,13 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
     monkeypatch.setenv("FASTNN_THREADS", str(threads))
     X, y = make_data(48, ODD, "softmax", np.float64, seed=6)
     captured = []
-    real_steps_on_threads = fastnn.trainer._steps_on_threads
+    real_steps_on_threads = fastnn._steps.cpu.steps_on_threads
 
     def capture(*args, **kwargs):
         captured.append((args, kwargs))
         return real_steps_on_threads(*args, **kwargs)
 
-    monkeypatch.setattr(fastnn.trainer, "_steps_on_threads", capture)
+    monkeypatch.setattr(fastnn._steps.cpu, "steps_on_threads", capture)
     model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64", seed=0)
     fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=8, epochs=1, verbose=0).fit(X, y)
     args, kwargs = captured[0]
@@ -529,7 +530,7 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
 
     baseline = threading.active_count()
     flaky, returned = _flaky_train_steps(fail_tid)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
     result, error, seconds = run_guarded(lambda: real_steps_on_threads(*args, **kwargs))
     assert result is None and isinstance(error, Boom), (result, error)
     assert f"thread {fail_tid} failed" in str(error)
@@ -541,7 +542,7 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
     np.testing.assert_array_equal(model.params, params)
 
     # and the same arguments still train normally afterwards (a fresh sync array per call)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", network.train_steps)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", network.train_steps)
     (status, done), error, _ = run_guarded(lambda: real_steps_on_threads(*args, **kwargs))
     assert error is None and status == network.RAN and done > 0
 
@@ -556,7 +557,7 @@ def test_fit_error_on_one_thread_mid_epoch_matches_one_thread(monkeypatch, threa
     def failing_fit(th, tid):
         monkeypatch.setenv("FASTNN_THREADS", str(th))
         flaky, returned = _flaky_train_steps(tid, fail_call=1, delay=0.05)
-        monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+        monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
         model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64",
                            seed=0)
         trainer = fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=1, epochs=3, seed=5,
@@ -587,7 +588,7 @@ def test_error_mid_epoch_leaves_the_last_completed_epoch(monkeypatch):
     monkeypatch.setenv("FASTNN_THREADS", "2")
     X, y = make_data(200, ODD, "softmax", np.float64, seed=7)
     flaky, _ = _flaky_train_steps(1, fail_call=1, delay=0.0)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
     model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64", seed=0)
     before = model.params.copy()
     trainer = fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=1, epochs=3, seed=5,

@@ -1,0 +1,145 @@
+"""The CUDA step backend (device="cuda"): the same steps as the CPU loop, launched as CUDA
+kernels over buffers that stay on the GPU for the whole fit.
+
+Copied to the device once per fit: the training (and validation) data and targets, the
+parameters and the optimizer state. Per epoch: the row order (N int64), and back to the host
+the per-row losses and correct counts (2 N float64) and the per-layer gradient norms. Per chunk
+(about CHUNK_SECONDS of steps): one 4-byte divergence flag, which is also the synchronisation
+point for the progress bar and Ctrl-C. The parameters and optimizer state come back to the
+host at the end of every epoch (copy_back; a few MB, small next to an epoch), and what the
+callbacks leave in model.params goes back to the device (copy_in).
+
+During an epoch the host model and optimizer keep the end of the last completed epoch, which is
+the Trainer's roll-back point; the update kernels skip every step from the first non-finite loss
+or gradient on.
+
+Nothing here imports numba.cuda until a fit runs, and `require_gpu()` turns a missing GPU
+into one clear error.
+"""
+import numpy as np
+
+from .._kernels.cuda import require_gpu
+from ..model import LOSSES
+from .cpu import EVAL_BATCH
+
+
+class DeviceWorkspace:
+    """Device activation, pre-activation and delta buffers for batches of up to `capacity`
+    rows (the layout of fastnn.model.Workspace)."""
+
+    def __init__(self, cuda, model, capacity):
+        units = int(np.sum(model.layer_sizes[1:]))
+        dt = model.dtype
+        self.capacity = capacity
+        self.A = cuda.device_array(capacity * units, dtype=dt)  # act(z), every layer
+        self.Z = cuda.device_array(capacity * units, dtype=dt)  # kept pre-activations
+        self.D = cuda.device_array(capacity * units, dtype=dt)  # deltas dL/dz
+        self.xb = cuda.device_array(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
+        self.yb_index = cuda.device_array(capacity, dtype=np.int64)
+        self.yb_float = cuda.device_array(capacity * model.layer_sizes[-1], dtype=dt)
+
+
+def _to_device(cuda, y, shape_if_empty, dtype):
+    if y.shape[0] == 0:
+        return cuda.device_array(shape_if_empty, dtype=dtype)
+    return cuda.to_device(np.ascontiguousarray(y))
+
+
+class CudaSteps:
+    """See fastnn._steps for the protocol."""
+
+    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+        cuda = require_gpu()
+        from .._kernels.cuda import network as kernels
+        self.K = kernels
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_code = LOSSES[loss]
+        self.batch = batch
+        self.clip_norm = clip_norm
+        dt = model.dtype
+        k = model.n_outputs
+        L = model.n_layers
+        self.N = N = X.shape[0]
+        # predictions counted per row: one for cross_entropy, k for binary_cross_entropy
+        self.per_row = k if loss == "binary_cross_entropy" else 1
+        # everything the fit touches, on the device once
+        self.X = cuda.to_device(np.ascontiguousarray(X))
+        self.y_index = _to_device(cuda, y_index, 0, np.int64)
+        self.y_float = _to_device(cuda, y_float, (0, k), dt)
+        self.ws = DeviceWorkspace(cuda, model, batch)
+        self.params = cuda.to_device(model.params)
+        self.grads = cuda.to_device(np.zeros_like(model.params))
+        self.state = cuda.to_device(optimizer.state)
+        self.order = cuda.device_array(N, dtype=np.int64)
+        self.row_loss = cuda.device_array(N, dtype=np.float64)
+        self.row_correct = cuda.device_array(N, dtype=np.float64)
+        self.norms = cuda.device_array(L, dtype=np.float64)
+        self.bounds = cuda.to_device(kernels.segment_bounds(model.layout.sizes,
+                                                            model.layout.w_off))
+        self.partials = cuda.device_array((2 * L, kernels.NORM_BLOCKS), dtype=np.float64)
+        self.control = cuda.to_device(np.array([1.0, 0.0]))
+        self.status = cuda.device_array(1, dtype=np.int32)
+        self._zeros_l = np.zeros(L)
+        self._zero_status = np.zeros(1, dtype=np.int32)
+        self.val = None
+        if val is not None:
+            Xv, yvi, yvf = val
+            Nv = Xv.shape[0]
+            self.val = (cuda.to_device(np.ascontiguousarray(Xv)),
+                        _to_device(cuda, yvi, 0, np.int64), _to_device(cuda, yvf, (0, k), dt))
+            self.val_ws = DeviceWorkspace(cuda, model, min(EVAL_BATCH, Nv))
+            self.val_loss = cuda.device_array(Nv, dtype=np.float64)
+            self.val_correct = cuda.device_array(Nv, dtype=np.float64)
+            self.val_status = cuda.device_array(1, dtype=np.int32)
+            self.no_out = cuda.device_array((0, k), dtype=dt)
+
+    def begin_epoch(self, order):
+        self.order.copy_to_device(order)
+        self.norms.copy_to_device(self._zeros_l)
+        self.status.copy_to_device(self._zero_status)
+
+    def run(self, start, n_steps, hyper):
+        layout, opt, ws = self.model.layout, self.optimizer, self.ws
+        done = self.K.train_steps(
+            self.X, self.y_index, self.y_float, self.order, start, n_steps, self.batch,
+            self.params, self.grads, *layout, self.loss_code,
+            opt.code, hyper, self.state, opt.step_count, self.clip_norm,
+            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, self.row_loss, self.row_correct,
+            self.norms, self.bounds, self.partials, self.control, self.status)
+        bad = self.status.copy_to_host()[0] != 0  # waits for the chunk's kernels
+        return bad, done
+
+    def epoch_metrics(self):
+        loss = float(self.row_loss.copy_to_host().sum() / self.N)
+        if self.loss_code == LOSSES["mse"]:
+            return loss, None
+        return loss, float(self.row_correct.copy_to_host().sum() / (self.N * self.per_row))
+
+    def grad_norms(self, n_steps):
+        return (self.norms.copy_to_host() / max(n_steps, 1)).tolist()
+
+    def evaluate(self):
+        Xv, yvi, yvf = self.val
+        vws = self.val_ws
+        Nv = Xv.shape[0]
+        self.K.evaluate_batches(Xv, yvi, yvf, vws.capacity, self.params, *self.model.layout,
+                                self.loss_code, vws.A, vws.Z, vws.D, self.val_loss,
+                                self.val_correct, self.val_status, self.no_out)
+        vloss = float(self.val_loss.copy_to_host().sum() / Nv)
+        if self.loss_code == LOSSES["mse"]:
+            return vloss, None
+        return vloss, float(self.val_correct.copy_to_host().sum() / (Nv * self.per_row))
+
+    def copy_back(self):
+        self.params.copy_to_host(self.model.params)
+        if self.optimizer.state.size:
+            self.state.copy_to_host(self.optimizer.state)
+
+    def copy_in(self):
+        self.params.copy_to_device(self.model.params)
+        if self.optimizer.state.size:
+            self.state.copy_to_device(self.optimizer.state)
+
+    def close(self):
+        pass
