@@ -73,7 +73,7 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
-def _numeric(a, name):
+def as_numeric(a, name):
     """np.asarray(a), refused unless its dtype is bool, integer or real floating point (no
     object, str, bytes, complex, datetime, timedelta or structured arrays)."""
     try:
@@ -109,7 +109,7 @@ def _as_finite(arr, dtype, name):
 
 def check_features(X, n_features, dtype, name="X"):
     """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused)."""
-    arr = _numeric(X, name)
+    arr = as_numeric(X, name)
     if arr.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape "
@@ -128,7 +128,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     cross_entropy: integer labels (n,) in [0, n_outputs) -> y_index, or class probabilities
     (n, n_outputs) -> y_float. binary_cross_entropy: values in [0, 1]. mse: any finite values.
     (n,) is accepted for a single output."""
-    arr = _numeric(y, name)
+    arr = as_numeric(y, name)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
     if arr.shape[0] != n_samples:

@@ -87,9 +87,9 @@ def train(args):
     if args.patience is not None and args.val_size == 0:
         raise ValueError("--patience needs a validation set: pass --val-size > 0")
     if args.plot is not None:
-        from .plot import _matplotlib
+        from .plot import require_matplotlib
         try:
-            _matplotlib()  # fail before training, not after it
+            require_matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
     X_train, X_val, X_test, y_train, y_val, y_test, classification = load_split(

@@ -4,10 +4,11 @@ import numpy as np
 from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
-from ._kernels.bundles import Network
-from ._kernels.network import forward_loss_backward, scratch_size
+from ._kernels.bundles import Activations, Network
+from ._kernels.layer import scratch_size
+from ._kernels.network import forward_loss_backward
 from ._validation import (
-    _numeric,
+    as_numeric,
     check_choice,
     check_features,
     check_positive_int,
@@ -68,6 +69,9 @@ class Workspace:
         self.xb = np.empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
         self.yb_index = np.empty(capacity, dtype=np.int64)
         self.yb_float = np.empty(capacity * model.layer_sizes[-1], dtype=dt)
+        # the same buffers as the kernels take them
+        self.buffers = Activations(self.xb, self.yb_index, self.yb_float, self.A, self.Z,
+                                   self.D)
 
 
 class MLP:
@@ -194,7 +198,7 @@ class MLP:
 
     @params.setter
     def params(self, values):
-        arr = _numeric(values, "params")
+        arr = as_numeric(values, "params")
         if arr.shape != self._params.shape:
             raise ValueError(f"params must have shape ({self._params.size},) for layer_sizes "
                              f"{list(self.layer_sizes)}, got {arr.shape}")
@@ -330,8 +334,8 @@ class MLP:
         grad = np.empty_like(self.params)
         stats = np.zeros(4)
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
-            forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float, self.params,
-                                  *self.layout, LOSSES[loss], stats)
+            forward_loss_backward(grad, ws.buffers, X, y_index, y_float, self.params,
+                                  self.layout, LOSSES[loss], stats)
         return _loss_from_stats(stats), grad
 
     def save(self, path):

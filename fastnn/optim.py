@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from ._kernels import optim as _k
+from ._kernels.bundles import OptimizerState
 from ._validation import check_flag, check_number
 
 
@@ -132,8 +133,8 @@ class Optimizer:
         hyper = self.hyper()
         state = self.bind(params.size, params.dtype)
         self.step_count[0] += 1
-        _k.optimizer_update(self.code, params, grads, state, hyper,
-                            int(self.step_count[0]), grad_scale, 0, params.size)
+        _k.optimizer_update(OptimizerState(self.code, hyper, state, self.step_count, 0.0),
+                            params, grads, int(self.step_count[0]), grad_scale, 0, params.size)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

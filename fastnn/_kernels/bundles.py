@@ -2,7 +2,8 @@
 ActivationTensors): a kernel takes a few named things instead of dozens of positional arrays.
 The same bundles serve both devices: on the CPU their fields are NumPy arrays passed into the
 compiled kernels (Numba types a NamedTuple of arrays as one argument), on the GPU device arrays
-that the launchers hand to the CUDA kernels. Shapes: L layers, B batch rows, N data rows,
+that the launchers hand to the CUDA kernels. What differs between the devices (the thread team,
+the loss sums) is written once, at the top of fastnn/_kernels/cuda/__init__.py. Shapes: L layers, B batch rows, N data rows,
 U = sum(sizes[1:]) units.
 """
 from typing import NamedTuple
@@ -43,5 +44,16 @@ class OptimizerState(NamedTuple):
     code: int  # SGD, ADAM, ... (optim.py)
     hyper: np.ndarray  # float64, the rule's layout (fastnn/optim.py, Optimizer.hyper())
     state: np.ndarray  # (n_slots, n_params) in the parameter dtype
-    step: np.ndarray  # (1,) int64 steps taken so far (torch's "step")
+    step_count: np.ndarray  # (1,) int64 steps taken so far (torch's "step")
     clip_norm: float  # rescale the gradient to this global L2 norm when larger; 0 = off
+
+
+class Team(NamedTuple):
+    """The CPU threads running one kernel together (sync.py): every function that takes a team
+    is run by nth threads at once, tid = 0..nth-1, each doing its share of each phase and
+    meeting the others at barriers; nth == 1 is the serial loop."""
+    tid: int  # this thread
+    nth: int  # threads in the team
+    sync: np.ndarray  # (SYNC_SIZE,) int64, shared, zeroed (sync.new_sync)
+    partial: np.ndarray  # (nth, L + 2) float64, shared: each thread's per-step sums
+    scratch: np.ndarray  # (nth, layer.scratch_size(...)) parameter dtype: per-thread blocks

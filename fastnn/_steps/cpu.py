@@ -8,7 +8,10 @@ denormals and restores the caller's mode; close() restores it even if a kernel r
 import numpy as np
 
 from .. import _threads
-from .._kernels.network import ABORTED, DIVERGED, fp_mode, scratch_size, set_fp_mode, train_steps
+from .._kernels.bundles import Data, OptimizerState
+from .._kernels.fpmode import fp_mode, set_fp_mode
+from .._kernels.layer import scratch_size
+from .._kernels.steps import ABORTED, DIVERGED, train_steps
 from ..model import LOSSES, Workspace
 
 EVAL_BATCH = 1024  # validation rows per batch
@@ -23,7 +26,7 @@ class CpuSteps:
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
-        self.data = (X, y_index, y_float)
+        self.data = Data(X, y_index, y_float)
         self.val = val
         self.N = X.shape[0]
         self.ws = Workspace(model, batch)
@@ -48,11 +51,10 @@ class CpuSteps:
         model, opt = self.model, self.optimizer
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
-            *self.data, self.order, start, n_steps, self.batch,
-            model.params, self.grads, *model.layout, self.loss_code,
-            opt.code, hyper, opt.state, opt.step_count, self.clip_norm,
-            self.ws.xb, self.ws.yb_index, self.ws.yb_float, self.ws.A, self.ws.Z, self.ws.D,
-            self.stats, self.norms)
+            self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
+            model.layout, self.loss_code,
+            OptimizerState(opt.code, hyper, opt.state, opt.step_count, self.clip_norm),
+            self.ws.buffers, self.stats, self.norms)
         return status == DIVERGED, done
 
     def epoch_metrics(self):
@@ -87,7 +89,7 @@ class CpuSteps:
 def steps_on_threads(n_threads, partial, scratch, *args):
     """train_steps(*args) run by n_threads threads together (_threads.run_on_threads);
     returns its (status, steps done)."""
-    status, done = _threads.run_on_threads(train_steps, n_threads, args, (partial, scratch))
+    status, done = _threads.run_on_threads(train_steps, n_threads, args, partial, scratch)
     if status == ABORTED:  # pragma: no cover - only after an error, raised above
         raise RuntimeError("a training thread stopped without an error")
     return status, done

@@ -18,6 +18,7 @@ into one clear error.
 """
 import numpy as np
 
+from .._kernels.bundles import Activations, Data, OptimizerState
 from .._kernels.cuda import require_gpu
 from ..model import LOSSES
 from .cpu import EVAL_BATCH
@@ -37,6 +38,8 @@ class DeviceWorkspace:
         self.xb = cuda.device_array(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
         self.yb_index = cuda.device_array(capacity, dtype=np.int64)
         self.yb_float = cuda.device_array(capacity * model.layer_sizes[-1], dtype=dt)
+        self.buffers = Activations(self.xb, self.yb_index, self.yb_float, self.A, self.Z,
+                                   self.D)
 
 
 def _to_device(cuda, y, shape_if_empty, dtype):
@@ -50,8 +53,9 @@ class CudaSteps:
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
         cuda = require_gpu()
-        from .._kernels.cuda import network as kernels
-        self.K = kernels
+        from .._kernels.cuda import network, steps
+        from .._kernels.cuda.bundles import RowStats, Team
+        self.kernels = steps
         self.model = model
         self.optimizer = optimizer
         self.loss_code = LOSSES[loss]
@@ -64,72 +68,70 @@ class CudaSteps:
         # predictions counted per row: one for cross_entropy, k for binary_cross_entropy
         self.per_row = k if loss == "binary_cross_entropy" else 1
         # everything the fit touches, on the device once
-        self.X = cuda.to_device(np.ascontiguousarray(X))
-        self.y_index = _to_device(cuda, y_index, 0, np.int64)
-        self.y_float = _to_device(cuda, y_float, (0, k), dt)
+        self.data = Data(cuda.to_device(np.ascontiguousarray(X)),
+                         _to_device(cuda, y_index, 0, np.int64),
+                         _to_device(cuda, y_float, (0, k), dt))
         self.ws = DeviceWorkspace(cuda, model, batch)
         self.params = cuda.to_device(model.params)
         self.grads = cuda.to_device(np.zeros_like(model.params))
         self.state = cuda.to_device(optimizer.state)
         self.order = cuda.device_array(N, dtype=np.int64)
-        self.row_loss = cuda.device_array(N, dtype=np.float64)
-        self.row_correct = cuda.device_array(N, dtype=np.float64)
+        self.stats = RowStats(cuda.device_array(N, dtype=np.float64),
+                              cuda.device_array(N, dtype=np.float64),
+                              cuda.device_array(1, dtype=np.int32))
         self.norms = cuda.device_array(L, dtype=np.float64)
-        self.bounds = cuda.to_device(kernels.segment_bounds(model.layout.sizes,
-                                                            model.layout.w_off))
-        self.partials = cuda.device_array((2 * L, kernels.NORM_BLOCKS), dtype=np.float64)
-        self.control = cuda.to_device(np.array([1.0, 0.0]))
-        self.status = cuda.device_array(1, dtype=np.int32)
+        self.team = Team(cuda.to_device(network.segment_bounds(model.layout.sizes,
+                                                               model.layout.w_off)),
+                         cuda.device_array((2 * L, network.NORM_BLOCKS), dtype=np.float64),
+                         cuda.to_device(np.array([1.0, 0.0])))
         self._zeros_l = np.zeros(L)
         self._zero_status = np.zeros(1, dtype=np.int32)
         self.val = None
         if val is not None:
             Xv, yvi, yvf = val
             Nv = Xv.shape[0]
-            self.val = (cuda.to_device(np.ascontiguousarray(Xv)),
-                        _to_device(cuda, yvi, 0, np.int64), _to_device(cuda, yvf, (0, k), dt))
+            self.val = Data(cuda.to_device(np.ascontiguousarray(Xv)),
+                            _to_device(cuda, yvi, 0, np.int64), _to_device(cuda, yvf, (0, k), dt))
             self.val_ws = DeviceWorkspace(cuda, model, min(EVAL_BATCH, Nv))
-            self.val_loss = cuda.device_array(Nv, dtype=np.float64)
-            self.val_correct = cuda.device_array(Nv, dtype=np.float64)
-            self.val_status = cuda.device_array(1, dtype=np.int32)
+            self.val_stats = RowStats(cuda.device_array(Nv, dtype=np.float64),
+                                      cuda.device_array(Nv, dtype=np.float64),
+                                      cuda.device_array(1, dtype=np.int32))
             self.no_out = cuda.device_array((0, k), dtype=dt)
 
     def begin_epoch(self, order):
         self.order.copy_to_device(order)
         self.norms.copy_to_device(self._zeros_l)
-        self.status.copy_to_device(self._zero_status)
+        self.stats.status.copy_to_device(self._zero_status)
 
     def run(self, start, n_steps, hyper):
-        layout, opt, ws = self.model.layout, self.optimizer, self.ws
-        done = self.K.train_steps(
-            self.X, self.y_index, self.y_float, self.order, start, n_steps, self.batch,
-            self.params, self.grads, *layout, self.loss_code,
-            opt.code, hyper, self.state, opt.step_count, self.clip_norm,
-            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, self.row_loss, self.row_correct,
-            self.norms, self.bounds, self.partials, self.control, self.status)
-        bad = self.status.copy_to_host()[0] != 0  # waits for the chunk's kernels
+        opt = self.optimizer
+        done = self.kernels.train_steps(
+            self.data, self.order, start, n_steps, self.batch, self.params, self.grads,
+            self.model.layout, self.loss_code,
+            OptimizerState(opt.code, hyper, self.state, opt.step_count, self.clip_norm),
+            self.ws.buffers, self.stats, self.norms, self.team)
+        bad = self.stats.status.copy_to_host()[0] != 0  # waits for the chunk's kernels
         return bad, done
 
-    def epoch_metrics(self):
-        loss = float(self.row_loss.copy_to_host().sum() / self.N)
+    def _metrics(self, stats):
+        """(mean loss, accuracy or None) from the per-row results."""
+        n = stats.loss.shape[0]
+        loss = float(stats.loss.copy_to_host().sum() / n)
         if self.loss_code == LOSSES["mse"]:
             return loss, None
-        return loss, float(self.row_correct.copy_to_host().sum() / (self.N * self.per_row))
+        return loss, float(stats.correct.copy_to_host().sum() / (n * self.per_row))
+
+    def epoch_metrics(self):
+        return self._metrics(self.stats)
 
     def grad_norms(self, n_steps):
         return (self.norms.copy_to_host() / max(n_steps, 1)).tolist()
 
     def evaluate(self):
-        Xv, yvi, yvf = self.val
-        vws = self.val_ws
-        Nv = Xv.shape[0]
-        self.K.evaluate_batches(Xv, yvi, yvf, vws.capacity, self.params, *self.model.layout,
-                                self.loss_code, vws.A, vws.Z, vws.D, self.val_loss,
-                                self.val_correct, self.val_status, self.no_out)
-        vloss = float(self.val_loss.copy_to_host().sum() / Nv)
-        if self.loss_code == LOSSES["mse"]:
-            return vloss, None
-        return vloss, float(self.val_correct.copy_to_host().sum() / (Nv * self.per_row))
+        self.kernels.evaluate_batches(self.val, self.val_ws.capacity, self.params,
+                                      self.model.layout, self.loss_code, self.val_ws.buffers,
+                                      self.val_stats, self.no_out, self.team)
+        return self._metrics(self.val_stats)
 
     def copy_back(self):
         self.params.copy_to_host(self.model.params)

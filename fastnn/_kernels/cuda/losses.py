@@ -3,11 +3,12 @@ that row's loss and its row of dL/dz_out. Mirrors fastnn/_kernels/losses.py (sam
 torch reductions, the same stable forms: log-sum-exp for softmax cross-entropy, the
 BCEWithLogits form for sigmoid outputs).
 
-Instead of the CPU kernel's running `stats`, each row writes its loss (float64, the per-sample
-loss whose mean is the batch loss) into row_loss[offset + i] and its count of correct
-predictions into row_correct[offset + i], so that a whole epoch's metrics stay on the device
-and reach the host in one copy. A non-finite row loss sets status[0] = 1 (divergence), which
-the update kernels read before touching the parameters.
+Instead of the CPU kernel's running sums, `stats` is a RowStats bundle (bundles.py): each row
+writes its loss (float64, the per-sample loss whose mean is the batch loss) into
+stats.loss[stats.start + i] and its count of correct predictions into stats.correct[...], so that a whole epoch's metrics
+stay on the device and reach the host in one copy. A non-finite row loss sets
+stats.status[0] = 1 (divergence), which the update kernels read before touching the
+parameters.
 """
 import math
 
@@ -16,12 +17,12 @@ from numba import cuda
 from ..dense import SOFTMAX
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE  # noqa: F401 (codes)
 from . import dense as _dense
-from .dense import _activation_grad
+from .dense import activation_grad
 
 
 @cuda.jit
 def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss, row_correct,
-                                 offset, status):
+                                 offset, status, batch):
     B, k = a.shape
     i = cuda.grid(1)
     if i >= B:
@@ -33,7 +34,7 @@ def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss
     total = 0.0
     correct = 0.0
     if loss == CROSS_ENTROPY:  # softmax output: dz = (p * sum(y) - y) / B
-        inv_b = t(1.0 / B)
+        inv_b = t(1.0 / batch)
         m = z[i, 0]
         best = 0
         for j in range(k):
@@ -67,7 +68,7 @@ def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss
             if best == ybest:
                 correct = 1.0
     elif loss == BINARY_CROSS_ENTROPY:  # sigmoid output: dz = (p - y) / (B k)
-        inv_n = t(1.0 / (B * k))
+        inv_n = t(1.0 / (batch * k))
         half = t(0.5)
         row = 0.0
         for j in range(k):
@@ -81,7 +82,7 @@ def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss
                 correct += 1.0
         total = row * (1.0 / k)
     else:  # MSE on any output activation: dL/da = 2 (a - y) / (B k), then through act
-        two_over_n = t(2.0 / (B * k))
+        two_over_n = t(2.0 / (batch * k))
         row = 0.0
         for j in range(k):
             if by_index:  # labels as one-hot targets
@@ -100,23 +101,24 @@ def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss
                 dz[i, j] = a[i, j] * (dz[i, j] - s)
         else:
             for j in range(k):
-                dz[i, j] = _activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
+                dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
     row_loss[offset + i] = total
     row_correct[offset + i] = correct
     if not math.isfinite(total):
         status[0] = 1
 
 
-def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, row_loss, row_correct, offset,
-                          status):
-    """Write dL/dz into dz (B, k) for the batch-mean loss, each row's loss into
-    row_loss[offset + i] and its correct predictions into row_correct[offset + i] (float64
-    device arrays; a row counts 1 for cross_entropy, k for binary_cross_entropy, 0 for mse),
-    and set status[0] = 1 on a non-finite loss. Targets: y_index (B,) int64 labels or
-    y_float (B, k); exactly one has rows."""
+def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
+    """Write dL/dz into dz (B, k) for the mean loss over a batch of `batch` rows (these B rows),
+    each row's loss into stats.loss[stats.start + i] and its correct predictions into
+    stats.correct[stats.start + i]
+    (float64 device arrays; a row counts 1 for cross_entropy, k for binary_cross_entropy, 0
+    for mse), and set stats.status[0] = 1 on a non-finite loss. Targets: y_index (B,) int64
+    labels or y_float (B, k); exactly one has rows."""
     B = a.shape[0]
     if B == 0:
         return
     threads = _dense.THREADS
     loss_forward_backward_kernel[(B + threads - 1) // threads, threads](
-        dz, z, a, y_index, y_float, loss, act, row_loss, row_correct, offset, status)
+        dz, z, a, y_index, y_float, loss, act, stats.loss, stats.correct, stats.start,
+        stats.status, batch)
