@@ -57,18 +57,19 @@ def resolve_loss(loss, output):
 
 
 class Workspace:
-    """Activation, pre-activation and delta buffers for batches of up to `capacity` rows."""
+    """Activation, pre-activation and delta buffers for batches of up to `capacity` rows;
+    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU)."""
 
-    def __init__(self, model, capacity):
+    def __init__(self, model, capacity, empty=np.empty):
         units = int(np.sum(model.layer_sizes[1:]))
         dt = model.dtype
         self.capacity = capacity
-        self.A = np.empty(capacity * units, dtype=dt)  # act(z), every layer
-        self.Z = np.empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
-        self.D = np.empty(capacity * units, dtype=dt)  # deltas dL/dz
-        self.xb = np.empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
-        self.yb_index = np.empty(capacity, dtype=np.int64)
-        self.yb_float = np.empty(capacity * model.layer_sizes[-1], dtype=dt)
+        self.A = empty(capacity * units, dtype=dt)  # act(z), every layer
+        self.Z = empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
+        self.D = empty(capacity * units, dtype=dt)  # deltas dL/dz
+        self.xb = empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
+        self.yb_index = empty(capacity, dtype=np.int64)
+        self.yb_float = empty(capacity * model.layer_sizes[-1], dtype=dt)
         # the same buffers as the kernels take them
         self.buffers = Activations(self.xb, self.yb_index, self.yb_float, self.A, self.Z,
                                    self.D)

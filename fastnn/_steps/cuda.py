@@ -18,28 +18,10 @@ into one clear error.
 """
 import numpy as np
 
-from .._kernels.bundles import Activations, Data, OptimizerState
+from .._kernels.bundles import Data, OptimizerState
 from .._kernels.cuda import require_gpu
-from ..model import LOSSES
+from ..model import LOSSES, Workspace
 from .cpu import EVAL_BATCH
-
-
-class DeviceWorkspace:
-    """Device activation, pre-activation and delta buffers for batches of up to `capacity`
-    rows (the layout of fastnn.model.Workspace)."""
-
-    def __init__(self, cuda, model, capacity):
-        units = int(np.sum(model.layer_sizes[1:]))
-        dt = model.dtype
-        self.capacity = capacity
-        self.A = cuda.device_array(capacity * units, dtype=dt)  # act(z), every layer
-        self.Z = cuda.device_array(capacity * units, dtype=dt)  # kept pre-activations
-        self.D = cuda.device_array(capacity * units, dtype=dt)  # deltas dL/dz
-        self.xb = cuda.device_array(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
-        self.yb_index = cuda.device_array(capacity, dtype=np.int64)
-        self.yb_float = cuda.device_array(capacity * model.layer_sizes[-1], dtype=dt)
-        self.buffers = Activations(self.xb, self.yb_index, self.yb_float, self.A, self.Z,
-                                   self.D)
 
 
 def _to_device(cuda, y, shape_if_empty, dtype):
@@ -71,7 +53,7 @@ class CudaSteps:
         self.data = Data(cuda.to_device(np.ascontiguousarray(X)),
                          _to_device(cuda, y_index, 0, np.int64),
                          _to_device(cuda, y_float, (0, k), dt))
-        self.ws = DeviceWorkspace(cuda, model, batch)
+        self.ws = Workspace(model, batch, cuda.device_array)
         self.params = cuda.to_device(model.params)
         self.grads = cuda.to_device(np.zeros_like(model.params))
         self.state = cuda.to_device(optimizer.state)
@@ -92,7 +74,7 @@ class CudaSteps:
             Nv = Xv.shape[0]
             self.val = Data(cuda.to_device(np.ascontiguousarray(Xv)),
                             _to_device(cuda, yvi, 0, np.int64), _to_device(cuda, yvf, (0, k), dt))
-            self.val_ws = DeviceWorkspace(cuda, model, min(EVAL_BATCH, Nv))
+            self.val_ws = Workspace(model, min(EVAL_BATCH, Nv), cuda.device_array)
             self.val_stats = RowStats(cuda.device_array(Nv, dtype=np.float64),
                                       cuda.device_array(Nv, dtype=np.float64),
                                       cuda.device_array(1, dtype=np.int32))

@@ -65,11 +65,9 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
     no_index = vec(ws.yb_index, 0, 0)
     no_float = block(ws.yb_float, 0, 0, k)
     n_params = params.shape[0]
-    done = 0
-    for s in range(n_steps):
-        pos = start + s * batch_size
-        if pos >= N:
-            break
+    # the chunk's batches: up to n_steps, the last one short when the rows run out
+    done = min(n_steps, max(0, (N - start + batch_size - 1) // batch_size))
+    for pos in range(start, start + done * batch_size, batch_size):
         B = min(batch_size, N - pos)
         gather_batch(ws, data, order, pos, B, team)
         x = block(ws.xb, 0, B, n_in)
@@ -82,7 +80,6 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
         clip_and_check(grad_norms, opt.clip_norm, stats, team)
         opt.step_count[0] += 1
         optimizer_update(opt, params, grads, int(opt.step_count[0]), team.control, 0, n_params)
-        done += 1
     return done
 
 
