@@ -505,3 +505,23 @@ def test_long_file_name(tmp_path):
     save_model(make(), path)
     assert np.array_equal(load_model(path).params, make().params)
     assert os.listdir(tmp_path) == [path.name]
+
+
+# --------------------------------------------------------------------------- files from before
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name, classes", [("softmax_float32", True),
+                                           ("identity_float64", False)])
+def test_a_file_saved_by_an_earlier_fastnn_still_loads_and_predicts_the_same(name, classes):
+    # written by fastnn before models carried preprocessing and class names (format_version
+    # "1", commit 5c704d4), with the predictions that fastnn made on X at the time
+    model = load_model(FIXTURES / f"v1_{name}.safetensors")
+    ref = np.load(FIXTURES / "v1_predictions.npz")
+    expected = ref[name]
+    # a few roundings per layer of a 4-wide net with O(1) values; another BLAS may round
+    # differently, so allow some epsilons of the output's dtype rather than the same bits
+    np.testing.assert_allclose(model.predict(ref["X"]), expected, rtol=0,
+                               atol=32 * np.finfo(expected.dtype).eps)
+    if classes:
+        assert np.array_equal(model.predict_classes(ref["X"]), ref[f"{name}_classes"])
