@@ -343,8 +343,8 @@ def test_load_csv_with_and_without_header(tmp_path):
     ("d.csv", "\n\n", "empty"),
     ("d.csv", "a,b,c\n", "only a header"),
     ("d.csv", "a,b,c\n1,x,0\n", r"non-numeric cell 'x' at line 2, column 2"),
-    ("d.csv", "a,b\n1,x\n2,3\n", r"label column \(column 2\) mixes numbers \(line 3: '3'\) "
-                                  r"and text \(line 2: 'x'\)"),
+    ("d.csv", "a,b\n1,x\n2,3\n", (r"label column \(column 2\) mixes numbers \(line 3: '3'\) "
+                                  r"and text \(line 2: 'x'\)")),
     ("d.csv", "1,x\n2, \n", "line 2 has an empty label"),
     ("d.csv", "1,2,3\n4,5\n", "line 2 has 2 columns, expected 3"),
     ("d.csv", "1,label\n2,3\n", "line 1 mixes numbers and text"),
