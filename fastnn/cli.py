@@ -61,7 +61,7 @@ class _Command(NamedTuple):
 
 
 def _add_data_arguments(p, data_help, required):
-    p.add_argument("--data", required=required, help=data_help)
+    p.add_argument("--data", metavar="FILE", required=required, help=data_help)
     p.add_argument("--label-column", metavar="NAME|INDEX", default=None,
                    help="the CSV column holding the labels: a header name, or a 0-based index "
                         "(-1 = the last; default: the last column)")
@@ -103,7 +103,7 @@ def _add_train_arguments(t):
 def _add_model_argument(p):
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train --save "
                                                   "or model.save")
-    p.add_argument("--batch-size", type=_positive_int, default=1024,
+    p.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
                    help="rows per forward pass (default: 1024)")
 
 

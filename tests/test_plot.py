@@ -122,7 +122,7 @@ def test_every_point_is_inside_the_axes_and_epoch_ticks_are_whole(tmp_path, loss
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert len(ticks) >= 2 and all(t == int(t) for t in ticks)
-        assert all(label.get_text() in ("", *map(str, range(0, 7)))
+        assert all(label.get_text() in ("", *map(str, range(7)))
                    for label in ax.get_xticklabels())
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
         for line in ax.get_lines():
