@@ -327,7 +327,8 @@ def _parse_architecture(meta, path):
 
 
 def load_model(path):
-    """Read a model written by `save_model` and return a new MLP with bit-identical params.
+    """Read a model written by `save_model` and return a new MLP with bit-identical params,
+    and its classes_ and input standardization when the file has them (format_version 2).
 
     Raises FileNotFoundError if `path` does not exist, and ValueError naming the file and the
     problem for foreign files (no fastnn metadata, a pickle, random bytes, empty), truncated or
