@@ -543,6 +543,9 @@ def load_features(path, n_features, label_column=None):
     Returns X float (n, n_features). ValueError naming the file for a wrong column count."""
     path, ext = _check_path(path)
     if ext == ".npz":
+        if label_column is not None:
+            raise ValueError(f"{path}: label_column applies to CSV files; an .npz holds its "
+                             f"features in the array X")
         X, _ = _load_npz(path, need_y=False)
         if X.dtype.kind not in "biuf" or X.ndim != 2:
             raise ValueError(f"{path}: X must be a numeric 2-D array, got dtype {X.dtype} and "
@@ -591,8 +594,9 @@ def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
     """A data file (or scikit-learn's digits when path is None) split train/validation/test.
 
     task : "auto" (classification when the labels are integers or names), "classification"
-        or "regression". Class labels are encoded as indices into the sorted classes (as
-        scikit-learn's classes_), and the split is stratified by them.
+        (any 1-D labels, e.g. 0.5 and 1.5 too) or "regression". Class labels are encoded as
+        indices into the sorted classes (as scikit-learn's classes_), and the split is
+        stratified by them.
     Returns a `TableSplit`: raw features (unscaled), the standardization (mean, std) of the
     training part only, and the classes."""
     if path is None:
@@ -613,14 +617,10 @@ def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
                          f"such as {y[0]!r}")
     classification = task == "classification" or (task == "auto" and y.dtype.kind in "iuU")
     classes = None
-    if classification:
-        if y.dtype.kind == "f":
-            if not np.array_equal(y, np.round(y)):
-                raise ValueError("task='classification' needs integer or text labels, got "
-                                 "non-integral numbers")
-            y = y.astype(np.int64)
-        if y.ndim == 1:
-            classes, y = encode_labels(y)
+    if classification and y.ndim == 1:
+        # any labels np.unique can sort: names, integers, and (task="classification" only)
+        # other numbers, as scikit-learn's classifiers take them
+        classes, y = encode_labels(y)
     parts = train_val_test_split(X, y, val_size=val_size, test_size=test_size,
                                  stratify=classification, seed=seed)
     mean, std = standardization(parts[0])

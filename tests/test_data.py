@@ -511,3 +511,18 @@ def test_load_split_encodes_names_stratifies_and_standardizes_on_train_only(tmp_
     assert np.isin(split.X_test, X).all()  # raw rows, not standardized
     with pytest.raises(ValueError, match="task='regression' needs numeric targets"):
         load_split(path, task="regression")
+
+
+def test_load_split_classification_of_any_sortable_labels(tmp_path):
+    path = tmp_path / "t.npz"
+    y = np.tile([0.5, 1.5, -2.25], 10)
+    np.savez(path, X=np.arange(60.0).reshape(30, 2), y=y)
+    assert load_split(path, seed=0).classes is None  # auto: non-integral numbers regress
+    split = load_split(path, seed=0, task="classification")
+    assert split.classes.tolist() == [-2.25, 0.5, 1.5]
+    # stratified: 5 test samples of 3 equal classes, 1 or 2 of each
+    assert sorted(np.bincount(split.y_test, minlength=3).tolist()) == [1, 2, 2]
+    np.savez(path, X=np.zeros((30, 2)), y=np.tile([True, False], 15))
+    assert load_split(path, seed=0).classes.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="label_column applies to CSV files"):
+        load_features(path, 2, label_column=0)
