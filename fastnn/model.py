@@ -6,8 +6,8 @@ from ._kernels import dense as _dense
 from ._kernels import losses as _losses
 from ._kernels.network import evaluate_batches, forward_loss_backward, scratch_size
 from ._validation import (
-    _as_finite,
     _numeric,
+    all_finite,
     check_choice,
     check_features,
     check_positive_int,
@@ -312,9 +312,21 @@ class MLP:
         the model's dtype. Every entry point calls it; `name` is used in error messages."""
         if self._input_mean is None:
             return check_features(X, self.n_inputs, self.dtype, name)
-        X = check_features(X, self.n_inputs, np.float64, name)
-        return _as_finite((X - self._input_mean) / self._input_std, self.dtype,
-                          f"{name} standardized")
+        arr = _numeric(X, name)
+        # checked in its own float dtype (no copy), standardized in float64 blocks of about
+        # 8 MB: no float64 copy of a large X beside the result
+        arr = check_features(arr, self.n_inputs,
+                             arr.dtype if arr.dtype.kind == "f" else np.float64, name)
+        out = np.empty(arr.shape, dtype=self.dtype)
+        step = max(1, 2**20 // arr.shape[1])
+        with np.errstate(over="ignore"):  # a float32 overflow is caught just below
+            for i in range(0, arr.shape[0], step):
+                block = arr[i:i + step].astype(np.float64)
+                out[i:i + step] = (block - self._input_mean) / self._input_std
+        if not all_finite(out):
+            raise ValueError(f"{name} standardized has values too large for the model's "
+                             f"dtype {self.dtype}")
+        return out
 
     def config(self):
         """The constructor arguments that rebuild this architecture."""

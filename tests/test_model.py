@@ -655,3 +655,16 @@ def test_summary_and_repr():
     assert repr(wide).endswith("classes [0, 2, 4, 6, ..., 1998])")
     assert repr(fastnn.MLP([2, 3])) == ("MLP([2, 3], activation=[], output='identity', "
                                         "dtype='float32'; 9 params)")
+
+
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64, np.int32])
+def test_preprocess_standardizes_large_inputs_in_blocks_exactly(x_dtype):
+    n = 2**19 + 3  # more than one block of 2**20 values for 2 features
+    X = (np.random.default_rng(0).normal(size=(n, 2)) * 1000).astype(x_dtype)
+    mean, std = np.array([3.25, -1e3]), np.array([7.0, 0.1])
+    model = build((2, 1), (), "identity", "float32").set_input_standardization(mean, std)
+    expected = ((X.astype(np.float64) - mean) / std).astype(np.float32)
+    got = model.preprocess(X)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(model.preprocess(X[::-1]), expected[::-1])  # strided
