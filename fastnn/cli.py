@@ -1,4 +1,4 @@
-"""`fastnn train`: train an MLP from the command line.
+"""`fastnn train`: train an MLP from the command line (`fastnn warmup`: fastnn/_warmup.py).
 
 Without --data it trains on scikit-learn's bundled digits (offline), split into
 train/validation/test and standardized on the training part, and prints the test accuracy.
@@ -7,6 +7,8 @@ import argparse
 import sys
 
 import numpy as np
+
+from . import _warmup
 
 
 def _int_list(text):
@@ -76,6 +78,7 @@ def build_parser():
     t.add_argument("--plot", metavar="FILE.png", help="write learning curves and per-layer "
                                                       "gradient norms to FILE.png (matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _warmup.add_parser(sub)
     return parser
 
 
@@ -189,6 +192,8 @@ def main(argv=None):
     try:
         if args.command == "train":
             return train(args)
+        if args.command == "warmup":
+            return _warmup.main(args)
     except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
         # one line, whatever the message holds (numpy's can span several)
         message = " ".join(str(exc).split()) or type(exc).__name__
