@@ -40,7 +40,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _KINDS = {types.float32: "s", types.float64: "d"}
 _MKL_THREADING_SEQUENTIAL = 1  # mkl_set_threading_layer's code for the sequential layer
@@ -269,8 +269,18 @@ def _xxgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, be
     return sig, codegen
 
 
-@njit(cache=True)
 def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
+    """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) + beta C (see _gemm).
+
+    Callable from compiled code and from Python. Compiled callers get one version per
+    argument types, whatever constants they pass (the transpose flags, an offset of 0): an
+    @njit function would compile one version per combination of literal arguments (five for
+    one fit, about 0.2 s of cold compile each)."""
+    return _gemm_python(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                        ldc)
+
+
+def _gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) + beta C.
 
     Each operand is a flat (1-D) array, the element offset of its first entry and its row stride (leading
@@ -287,3 +297,11 @@ def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off
         return
     _xxgemm(trans_b, trans_a, n, m, k, b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc)
 
+
+_gemm_python = njit(cache=True)(_gemm)
+
+
+@overload(gemm, prefer_literal=False)
+def _gemm_overload(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                   ldc):
+    return _gemm
