@@ -4,6 +4,7 @@ Without --data it trains on scikit-learn's bundled digits (offline), split into
 train/validation/test and standardized on the training part, and prints the test accuracy.
 """
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -80,8 +81,8 @@ def build_parser():
 
 
 def load_data(path, val_size, test_size, seed, task):
-    """(X_train, X_val, X_test, y_train, y_val, y_test, classification) with X standardized by
-    the training part's mean and std."""
+    """(X_train, X_val, X_test, y_train, y_val, y_test, n_classes) with X standardized by
+    the training part's mean and std; n_classes is None for regression (class_targets)."""
     from .data import load_table, train_val_test_split
 
     if path is None:
@@ -93,14 +94,8 @@ def load_data(path, val_size, test_size, seed, task):
         X, y = load_digits(return_X_y=True)
     else:
         X, y = load_table(path)
-    classification = (task == "classification" or
-                      (task == "auto" and np.issubdtype(np.asarray(y).dtype, np.integer)))
-    if classification:
-        y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.array_equal(y, np.round(y)):
-                raise ValueError("--task classification needs integer labels in the last column")
-            y = y.astype(np.int64)
+    y, n_classes = class_targets(y, task)
+    classification = n_classes is not None
     parts = train_val_test_split(X, y, val_size=val_size, test_size=test_size,
                                  stratify=classification, seed=seed)
     X_train, X_val, X_test, y_train, y_val, y_test = parts
@@ -108,7 +103,53 @@ def load_data(path, val_size, test_size, seed, task):
     std = X_train.std(axis=0)
     std[std == 0] = 1.0  # constant features (digits' blank border pixels)
     X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
-    return X_train, X_val, X_test, y_train, y_val, y_test, classification
+    return X_train, X_val, X_test, y_train, y_val, y_test, n_classes
+
+
+def class_targets(y, task):
+    """(targets, n_classes) for the CLI's data: the one place that decides whether y holds
+    classes and how many. Classes: integer labels 0..k-1 (k = largest + 1), or one-hot rows
+    (k = their columns, also for a class no sample has); returned as (n,) int64 labels. For
+    regression n_classes is None and y is returned as it is."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        one_hot = (y.dtype.kind in "biuf" and bool(np.all((y == 0) | (y == 1)))
+                   and bool(np.all(np.count_nonzero(y, axis=1) == 1)))
+        if one_hot and (task == "classification"
+                        or (task == "auto" and y.dtype.kind in "biu")):
+            return np.argmax(y, axis=1).astype(np.int64), y.shape[1]
+        if task == "classification":
+            raise ValueError(f"--task classification needs one label per sample or one-hot "
+                             f"rows, got y of shape {y.shape} that is not one-hot")
+        return y, None
+    if not (task == "classification" or (task == "auto" and y.dtype.kind in "iu")):
+        return y, None
+    if y.dtype.kind not in "biu":
+        if not np.array_equal(y, np.round(y)):
+            raise ValueError("--task classification needs integer labels in the last column")
+        y = y.astype(np.int64)
+    if y.min() < 0:
+        raise ValueError("class labels must be 0, 1, ..., n_classes - 1")
+    return y.astype(np.int64), int(y.max()) + 1
+
+
+def check_output_path(path, option):
+    """Fail before training, not after it: `path` (what `option` writes) must name a file in
+    an existing, writable directory (a symlink counts as its target)."""
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise ValueError(f"{option} {path}: is a directory, not a file name")
+    if not os.path.isdir(directory):
+        raise ValueError(f"{option} {path}: the directory {os.path.dirname(path) or '.'} does "
+                         f"not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: the directory {os.path.dirname(path) or '.'} is "
+                         f"not writable")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise ValueError(f"{option} {path}: the file is not writable")
 
 
 def train(args):
@@ -122,13 +163,14 @@ def train(args):
             _matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
-    X_train, X_val, X_test, y_train, y_val, y_test, classification = load_data(
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None:
+            check_output_path(path, option)
+    X_train, X_val, X_test, y_train, y_val, y_test, n_classes = load_data(
         args.data, args.val_size, args.test_size, args.seed, args.task)
+    classification = n_classes is not None
     if classification:
-        labels = np.concatenate([y_train, y_val, y_test])
-        if labels.min() < 0:
-            raise ValueError("class labels must be 0, 1, ..., n_classes - 1")
-        n_out, output, metric = int(labels.max()) + 1, "softmax", "accuracy"
+        n_out, output, metric = n_classes, "softmax", "accuracy"
     else:
         n_out = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
         output, metric = "identity", "R^2"
