@@ -273,7 +273,8 @@ class Optimizer:
     def update(self, params, grads, grad_scale=1.0):
         """Apply one step to flat params in place (outside the training loop; for tests and
         for users driving their own loop with model.loss_and_grad). grad_scale multiplies the
-        gradient first (1 unless clipping)."""
+        gradient first (1 unless clipping). The first call binds the optimizer to `params`
+        (pass the same array every step, e.g. model.params)."""
         if not (isinstance(params, np.ndarray) and isinstance(grads, np.ndarray)):
             raise TypeError("params and grads must be NumPy arrays")
         if params.shape != grads.shape or params.dtype != grads.dtype or params.ndim != 1:

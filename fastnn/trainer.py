@@ -165,6 +165,8 @@ class Trainer:
 
         X, y and validation_data are copied when fit starts (as Keras does): changing the
         arrays during fit (a callback relabelling, another thread) does not reach this fit.
+        So are the Trainer's own settings (batch_size, clip_grad_norm, ...); the optimizer's
+        hyperparameters are checked and read again at every epoch boundary.
 
         Errors leave a consistent state: the model's weights, the optimizer's state and
         step count, and `trainer.history` all describe the end of the last completed epoch
