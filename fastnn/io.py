@@ -321,6 +321,8 @@ def load_state(path):
     anything that is not an intact safetensors file (empty, truncated, random bytes, a pickle,
     a corrupted header, a checksum mismatch). Files written by other tools without the fastnn
     checksum load unverified. Nothing is ever unpickled: safetensors holds raw numbers only.
+    The 8-byte length and the header (at most 100 MB, JSON nested at most 32 deep) are read
+    and checked before the rest: a junk file costs its header, not its size.
     """
     arrays, meta, _ = _load_state(path)
     return arrays, meta
