@@ -92,13 +92,11 @@ def _as_finite(arr, dtype, name, copy=False):
     """arr as a C-contiguous array of `dtype` (a private copy when `copy`); ValueError if it
     holds NaN or infinity, or values that overflow `dtype` (1e39 in a float32 model). The
     result itself is checked: another thread writing into arr meanwhile cannot slip past."""
-    if not all_finite(arr):
-        raise ValueError(f"{name} contains NaN or infinity")
     with np.errstate(over="ignore", invalid="ignore"):
         out = _own(np.ascontiguousarray(arr, dtype=dtype), arr, copy)
-    if not all_finite(out):
-        raise ValueError(f"{name} has values too large for the model's dtype {np.dtype(dtype)}"
-                         if all_finite(arr) else f"{name} contains NaN or infinity")
+    if not all_finite(out):  # one pass over what the kernels will read; arr only to explain
+        raise ValueError(f"{name} contains NaN or infinity" if not all_finite(arr) else
+                         f"{name} has values too large for the model's dtype {np.dtype(dtype)}")
     return out
 
 
