@@ -23,7 +23,6 @@ from ._kernels.network import (
 )
 from ._validation import (
     all_finite,
-    check_features,
     check_flag,
     check_number,
     check_positive_int,
@@ -191,7 +190,7 @@ class Trainer:
         dtype = model.dtype
         # fit trains on its own copies (as Keras does): a callback or another thread editing
         # X or y meanwhile cannot change what was validated
-        X = check_features(X, model.n_inputs, dtype, "X", copy=True)
+        X = model.preprocess(X, "X", copy=True)  # checked, standardized if the model says so
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
@@ -199,8 +198,7 @@ class Trainer:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = check_features(validation_data[0], model.n_inputs, dtype, "validation_data[0]",
-                                copy=True)
+            Xv = model.preprocess(validation_data[0], "validation_data[0]", copy=True)
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:

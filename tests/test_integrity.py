@@ -22,8 +22,8 @@ import pytest
 import fastnn
 from fastnn import _threads, optim
 from fastnn._validation import check_features, check_targets
-from fastnn.cli import class_targets
 from fastnn.cli import main as cli_main
+from fastnn.data import load_split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -662,20 +662,23 @@ def test_cli_sizes_the_output_layer_from_one_hot_columns(tmp_path, capsys):
     labels = rng.integers(0, 3, 60)  # class 3 of 4 never occurs
     np.savez(tmp_path / "d.npz", X=X, y=np.eye(4, dtype=np.int64)[labels])
     code = cli_main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--quiet",
-                     "--hidden", "5"])
+                     "--hidden", "5", "--save", str(tmp_path / "m.safetensors")])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "MLP([3, 5, 4]" in out.err and "test accuracy" in out.out
+    assert "test accuracy" in out.out
+    model = fastnn.load(tmp_path / "m.safetensors")
+    assert model.layer_sizes == (3, 5, 4) and model.classes_.tolist() == [0, 1, 2, 3]
 
 
-def test_class_targets_decides_classes_once():
-    onehot = np.eye(4, dtype=np.int64)[[0, 2, 1, 0]]
-    y, k = class_targets(onehot, "auto")
-    assert k == 4 and y.tolist() == [0, 2, 1, 0]
-    assert class_targets(np.array([0, 2, 1]), "auto")[1] == 3
-    assert class_targets(np.array([0.5, 2.0]), "auto")[1] is None
-    counts = np.array([[0, 2], [1, 1]])
-    assert class_targets(counts, "auto")[1] is None  # not one-hot: regression targets
+def test_load_split_decides_classes_once(tmp_path):
+    onehot = np.eye(4, dtype=np.int64)[[0, 2, 1, 0, 2, 1, 0, 2, 1, 0] * 3]
+    X = np.arange(60.0).reshape(30, 2)
+    np.savez(tmp_path / "onehot.npz", X=X, y=onehot)
+    split = load_split(tmp_path / "onehot.npz", 0.2, 0.2, seed=0)
+    assert split.classification and split.classes.tolist() == [0, 1, 2, 3]
+    assert np.array_equal(np.sort(np.concatenate(split[3:6])), np.sort(onehot.argmax(1)))
+    counts = np.abs(onehot * 3 - 1)  # integers, not one-hot: regression targets under auto
+    np.savez(tmp_path / "counts.npz", X=X, y=counts)
+    assert not load_split(tmp_path / "counts.npz", 0.2, 0.2).classification
     with pytest.raises(ValueError, match="not one-hot"):
-        class_targets(counts, "classification")
-    assert class_targets(onehot.astype(float), "classification")[1] == 4
+        load_split(tmp_path / "counts.npz", 0.2, 0.2, task="classification")
