@@ -75,15 +75,16 @@ def cache_dir():
     return _kernels()["train_steps"]._cache._cache_path
 
 
-def add_parser(sub):
-    """Register `fastnn warmup` on the CLI's subparsers."""
-    w = sub.add_parser("warmup", help="compile and cache the common kernels ahead of time",
-                       description="Compile the kernels that fit, predict and evaluate use and "
-                                   "write them to Numba's on-disk cache (for Docker builds and "
-                                   "cluster workers): later processes start training at once.")
-    w.add_argument("--dtype", default=",".join(DTYPES),
+HELP = "compile and cache the common kernels ahead of time"
+DESCRIPTION = ("Compile the kernels that fit, predict and evaluate use and write them to Numba's "
+               "on-disk cache (for Docker builds and cluster workers): later processes start "
+               "training at once.")
+
+
+def add_arguments(p):
+    """`fastnn warmup`'s arguments (registered in cli.COMMANDS)."""
+    p.add_argument("--dtype", default=",".join(DTYPES),
                    help=f"comma-separated, from {', '.join(DTYPES)} (default: both)")
-    return w
 
 
 def main(args):
