@@ -6,15 +6,16 @@ process.
         [--peers torch,jax]
 
 For each network and batch size this prints the training throughput (samples/s) of each, the
-ratios fastnn / torch and fastnn / JAX, and each side's fraction of the BLAS ceiling: train FLOPs per sample
-(forward 2 W, weight gradient 2 W, input gradient 2 W for every layer but the first) over the
-float32 GEMM rate measured in this run: the faster of a large square numpy matmul (numpy's
-BLAS, all its threads) and the same product on the BLAS fastnn's loop calls (MKL when the
-`mkl` package is installed), split by rows over one thread per core as fastnn splits its
-GEMMs; best of a few each, measured again after each row (column GF/s), whose fractions use
-that row's rate. (Each side's repeats run back to back after a warm-up fit: on the VM this
-was measured on, a fit right after the other side's or after an idle moment ran at up to
-half speed, so interleaving the two sides' fits measured the machine, not the libraries.)
+ratios fastnn / torch and fastnn / JAX, and each side's fraction of the BLAS ceiling: train
+FLOPs per sample (forward 2 W, weight gradient 2 W, input gradient 2 W for every layer but the
+first) over the float32 GEMM rate measured in this run: the faster of a large square numpy
+matmul (numpy's BLAS, all its threads) and the same product on the BLAS fastnn's loop calls
+(MKL when the `mkl` package is installed on an Intel CPU), split by rows over one thread per
+core as fastnn splits its GEMMs; best of a few each, measured again after each row (column
+GF/s), whose fractions use that row's rate. (Each side's repeats run back to back after a
+warm-up fit: on the VM this was measured on, a fit right after the other side's or after an idle
+moment ran at up to half speed, so interleaving the two sides' fits measured the machine, not
+the libraries.)
 
 PyTorch runs in its strongest plain setup: nn.Sequential of Linear/ReLU, F.cross_entropy,
 torch.optim.Adam(fused=True) (foreach where fused is unsupported), batches sliced from a copy

@@ -115,7 +115,8 @@ def test_this_process_recorded_its_choice():
 
 
 def test_choice_is_logged_at_debug_level():
-    code = ("import logging; logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
+    code = ("import logging\n"
+            "logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
             "import fastnn")
     out = _run(code, FASTNN_BLAS="scipy")
     assert out.returncode == 0, out.stderr
