@@ -311,3 +311,66 @@ def test_optimizer_update(case, dt):
                            cuda.to_device(rand(rng, n, dt)), 5,
                            cuda.to_device(np.array([1.0, 1.0])), 0, n)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)
+
+
+# ---------------------------------------------------------------------------- NaN semantics
+def nan_inputs(dt, B, n):
+    """z with NaN, +-inf and ordinary values, so that every branch of every activation sees
+    a NaN (the CPU kernels and torch keep NaN: relu(NaN) is NaN, not 0)."""
+    rng = np.random.default_rng(11)
+    z = rand(rng, (B, n), dt)
+    z[0, :] = np.nan  # a whole row (softmax's max and sum see only NaN)
+    z[1, 1] = np.nan
+    z[2, 2] = np.inf
+    z[3, 3] = -np.inf
+    return z
+
+
+def same_with_nan(got, want, dt, what):
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaN mask")
+    mask = ~np.isnan(want)
+    np.testing.assert_array_equal(np.isinf(got[mask]), np.isinf(want[mask]),
+                                  err_msg=f"{what}: inf mask")
+    fin = mask & np.isfinite(want)
+    close(got[fin], want[fin], dt, what)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NaN arithmetic
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_activations_propagate_nan_as_cpu(act, dt):
+    B, n = 5, 6
+    code = ACTS[act]
+    z0 = nan_inputs(dt, B, n)
+    b = np.zeros(n, dt)
+    b[4] = np.nan  # a NaN bias reaches a whole column
+    a_ref, z_ref = np.zeros((B, n), dt), z0.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.bias_activation_forward(a_ref, z_ref, b, code, 0, B, 0, n)
+    assert np.isnan(a_ref).any()  # the test means something: NaN reaches the output
+    # forward, the elementwise kernel and the GEMM's fused epilogue (x = I, so x @ W = z)
+    a, z = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(z0)
+    dense.bias_activation_forward(a, z, cuda.to_device(b), code, 0, B, 0, n)
+    same_with_nan(a.copy_to_host(), a_ref, dt, f"bias_activation_forward {act}")
+    a2, z2 = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(np.zeros((B, n), dt))
+    eye = np.eye(B, dtype=dt)
+    # through the GEMM (0 * NaN would spread a NaN of z over its column): finite z, the NaN
+    # reaching the fused epilogue through the bias column
+    zf = np.where(np.isfinite(z0), z0, 0).astype(dt)
+    a2_ref, z2_ref = np.zeros((B, n), dt), zf.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.bias_activation_forward(a2_ref, z2_ref, b, code, 0, B, 0, n)
+    dense.dense_forward(a2, z2, cuda.to_device(eye), cuda.to_device(zf), cuda.to_device(b),
+                        code)
+    same_with_nan(a2.copy_to_host(), a2_ref, dt, f"dense_forward {act}")
+    # backward: NaN in the incoming gradient and in the saved outputs
+    g = rand(np.random.default_rng(12), (B, n), dt)
+    g[4, 0] = np.nan
+    ref = g.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.activation_backward(ref, a_ref, z_ref, code, 0, B, 0, n)
+    dz = cuda.to_device(g)
+    dense.activation_backward(dz, cuda.to_device(a_ref), cuda.to_device(z_ref), code,
+                              0, B, 0, n)
+    same_with_nan(dz.copy_to_host(), ref, dt, f"activation_backward {act}")

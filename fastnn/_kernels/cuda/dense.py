@@ -53,7 +53,7 @@ def activate(v, act, like):
     zero = t(0.0)
     one = t(1.0)
     if act == RELU:
-        return v if v > zero else zero  # noqa: FURB136 (numba.cuda's max() fails to type)
+        return zero if v < zero else v  # noqa: FURB136 (a select: NaN stays NaN, as on the CPU)
     if act == LEAKY_RELU:
         return v if v > zero else t(LEAKY_RELU_SLOPE) * v
     if act == TANH:
