@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 
 from ._steps import open_steps
 from ._validation import (
-    all_finite,
     check_flag,
     check_number,
     check_positive_int,
@@ -216,9 +215,8 @@ class Trainer:
         train_var = _mean_target_variance(y_float) if not classifier else None
         val_var = (_mean_target_variance(val[2]) if not classifier and val is not None
                    else None)
-        # the end of the last completed epoch, restored if training diverges or fails
-        good_params = model.params.copy()
-        good_state = state.copy()
+        # the end of the last completed epoch, restored if training diverges or fails: the
+        # backend keeps the weights and state where they live (steps.save), the step count here
         good_step = int(opt.step_count[0])
         committed = True  # whether the model holds the last epoch recorded in History
 
@@ -229,8 +227,7 @@ class Trainer:
         def roll_back():
             # weights, optimizer state and step count together, so that a following fit
             # continues from a consistent point
-            np.copyto(model.params, good_params)
-            np.copyto(state, good_state)
+            steps.restore()
             opt.step_count[0] = good_step
 
         def diverged(epoch, what):
@@ -255,17 +252,14 @@ class Trainer:
                 # read once per epoch: schedules change lr, callbacks any setting; a new state
                 # layout (momentum switched on, amsgrad, ...) takes effect here
                 opt_code, hyper, state = opt._kernel_args(model.params)
-                np.copyto(good_params, model.params)
-                if good_state.shape != state.shape:
-                    good_state = np.empty_like(state)
-                np.copyto(good_state, state)
-                good_step = int(opt.step_count[0])
-                committed = False
                 order = (self._rng.permutation(N) if self.shuffle
                          else np.arange(N)).astype(np.int64)
                 steps.begin_epoch(order, opt_code, hyper, state)
                 if self.callbacks:  # callbacks may have replaced the weights or the state
                     steps.copy_in()
+                steps.save()  # the roll-back point: the end of the last completed epoch
+                good_step = int(opt.step_count[0])
+                committed = False
                 n_steps = 0
                 t0 = time.perf_counter()
                 pos = 0
@@ -285,9 +279,8 @@ class Trainer:
                         rate = done / max(elapsed, 1e-6)
                         self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
                 seconds = time.perf_counter() - t0
-                steps.copy_back()
                 # a finite gradient times a huge lr can still overflow the weights or the state
-                if not (all_finite(model.params) and all_finite(state)):
+                if not steps.finite():
                     raise diverged(epoch, "an update made the weights or optimizer state "
                                           "non-finite")
                 loss, accuracy = steps.epoch_metrics()
@@ -312,15 +305,20 @@ class Trainer:
                 history.record(epoch, logs)
                 committed = True
                 self._show_epoch(bar, epoch, logs)
+                if self.callbacks:  # they see (and may change) the weights on the host
+                    steps.copy_back()
                 self._callbacks("on_epoch_end", epoch, logs)  # changes reach the steps above
                 if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                     raise KeyboardInterrupt
                 if self.stop_training:
                     break
+            steps.copy_back()  # the host sees the trained weights (the GPU's, at last)
             self._callbacks("on_train_end", {})
         except BaseException:
             if not committed:  # mid-epoch: back to the end of the last completed epoch
                 roll_back()
+            else:  # the last completed epoch, from the device when it is ahead of the host
+                steps.copy_back()
             # callbacks such as EarlyStopping restore their best weights on the way out
             self._callbacks("on_train_abort")
             raise

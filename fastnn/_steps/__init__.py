@@ -12,16 +12,22 @@ same few calls:
     steps.epoch_metrics()                 # (mean loss, accuracy or None) of the epoch's steps
     steps.grad_norms(n_steps)             # per-layer ||dW_l|| averaged over the epoch's steps
     steps.evaluate()                      # (validation loss, accuracy or None)
+    steps.save()                          # the parameters and optimizer state now are the
+                                          # roll-back point (kept where they live)
+    steps.restore()                       # back to that point, in model.params and
+                                          # optimizer.state too
+    steps.finite()                        # whether the parameters and state are all finite
     steps.copy_back()                     # the device's parameters and optimizer state ->
-                                          # model.params and optimizer.state
+                                          # model.params and optimizer.state (when stale)
     steps.copy_in()                       # model.params and optimizer.state -> the device
     steps.close()                         # restore what the backend changed (threads, FP mode)
 
-A backend never rolls anything back, keeps no History and calls no callback: the Trainer does.
-On the CPU the kernels train model.params and optimizer.state in place (copy_back/copy_in do
-nothing); on the GPU they train device copies, and the host keeps the end of the last completed
-epoch until copy_back. A new per-step feature goes into the kernels of both devices and into
-`run` here, once per device.
+The Trainer decides when to save, restore and check (the epoch loop); a backend keeps no
+History and calls no callback. On the CPU the kernels train model.params and optimizer.state
+in place (copy_back/copy_in do nothing); on the GPU they train device copies, the roll-back
+point and the finiteness check stay on the device, and the host sees the parameters only when
+the Trainer asks (copy_back: before callbacks, at the end of fit, after an error). A new
+per-step feature goes into the kernels of both devices and into `run` here, once per device.
 """
 from .cpu import CpuSteps
 

@@ -122,3 +122,93 @@ def test_state_layout_change_and_epoch_begin_edits_match_cpu():
                    X, y, batch_size=4, epochs=3, shuffle=False, callbacks=[_SwitchSettings()])
     check_same(out)
     assert out["cuda"][1].state.shape[0] == 3
+
+
+# ---------------------------------------------------------------------------- roll-back on device
+def _diverging_fit(device, callbacks=None):
+    """A linear net with SGD + momentum that stays finite for two epochs and overflows in the
+    third (float64): the roll-back point is a trained epoch, not the start."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((6, 3))
+    y = rng.standard_normal((6, 2))
+    model = fastnn.MLP([3, 4, 2], activation="identity", output="identity", dtype="float64",
+                       seed=3)
+    opt = fastnn.optim.SGD(lr=0.8, momentum=0.9)
+    trainer = fastnn.Trainer(model, opt, batch_size=2, epochs=40, shuffle=False, verbose=0,
+                             device=device, callbacks=callbacks)
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 2"):
+        trainer.fit(X, y)
+    return model, opt, trainer
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's overflow
+def test_diverged_later_epoch_rolls_back_on_device_as_cpu():
+    m_cpu, o_cpu, t_cpu = _diverging_fit("cpu")
+    m_gpu, o_gpu, t_gpu = _diverging_fit("cuda")
+    assert len(t_gpu.history.epoch) == len(t_cpu.history.epoch) == 2
+    assert int(o_gpu.step_count[0]) == int(o_cpu.step_count[0]) == 6
+    assert np.isfinite(m_gpu.params).all() and np.isfinite(o_gpu.state).all()
+    assert np.any(o_gpu.state != 0)  # momentum buffers of the trained epochs came back
+    np.testing.assert_allclose(m_gpu.params, m_cpu.params, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(o_gpu.state, o_cpu.state, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(t_gpu.history["loss"], t_cpu.history["loss"], rtol=1e-10)
+
+
+class _CopyCounter:
+    """Counts device-to-host copies by size (patched onto the simulator's device array)."""
+
+    def __init__(self, monkeypatch):
+        from numba import cuda
+        self.sizes = []
+        cls = type(cuda.device_array(1))
+        original = cls.copy_to_host
+
+        def counting(arr, *args, **kwargs):
+            self.sizes.append(int(arr.size))
+            return original(arr, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "copy_to_host", counting)
+
+    def count(self, size):
+        return self.sizes.count(size)
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_parameters_reach_host_only_when_needed(monkeypatch, with_callback):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((7, 3))
+    y = rng.integers(0, 2, 7)
+    model = fastnn.MLP([3, 5, 2], activation="relu", output="softmax", dtype="float64",
+                       seed=5)
+    opt = fastnn.optim.Adam(lr=0.01)
+    n = model.params.size  # 32; the state is (2, n); X has 7 rows: no size collides
+    seen = []
+
+    class Look:
+        def on_epoch_end(self, epoch, logs):
+            seen.append(model.params.copy())
+
+    counter = _CopyCounter(monkeypatch)
+    fastnn.Trainer(model, opt, batch_size=3, epochs=3, shuffle=False, verbose=0,
+                   device="cuda", callbacks=[Look()] if with_callback else None).fit(X, y)
+    expected = 3 if with_callback else 1  # once per epoch for the callback, else at the end
+    assert counter.count(n) == expected, counter.sizes
+    assert counter.count(2 * n) == expected, counter.sizes
+    assert np.isfinite(model.params).all() and np.any(opt.state != 0)
+    if with_callback:
+        np.testing.assert_array_equal(seen[-1], model.params)
+
+
+def test_check_finite_on_device():
+    from numba import cuda
+
+    from fastnn._kernels.cuda import network
+    for n in (1, 5, 13, 40):  # 1 to 10 blocks of 4 threads (conftest)
+        for where in (None, 0, n // 2, n - 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                arr = np.arange(n, dtype=np.float32)
+                if where is not None:
+                    arr[where] = bad
+                flag = cuda.to_device(np.zeros(1, np.int32))
+                network.check_finite(flag, cuda.to_device(arr))
+                assert flag.copy_to_host()[0] == (where is not None), (n, where, bad)

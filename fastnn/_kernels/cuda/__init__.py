@@ -38,6 +38,7 @@ DEVICE_ONLY = {
               "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
+                "check_finite", "flat",  # the end-of-epoch finiteness check on the device
                 "segment_bounds"),  # the W_l / b_l segments for the norm reduction
 }
 

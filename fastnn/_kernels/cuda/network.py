@@ -100,6 +100,16 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     control[1] = 1.0 if status[0] != 0 else 0.0
 
 
+@cuda.jit
+def check_finite_kernel(flag, arr):
+    """flag[0] = 1 when any element of arr (1-d) is NaN or infinite; grid-stride."""
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for i in range(start, arr.shape[0], stride):
+        if not math.isfinite(arr[i]):
+            flag[0] = 1
+
+
 # ---------------------------------------------------------------------------- launchers
 def network_forward(ws, x, B, params, net, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
@@ -164,6 +174,32 @@ def clip_and_check(grad_norms, clip_norm, stats, team):
     skip] for the update; stats.status set on a non-finite gradient."""
     clip_and_check_kernel[1, 1](team.control, grad_norms, team.partials, clip_norm,
                                 stats.status)
+
+
+FINITE_MAX_BLOCKS = 4096  # check_finite: blocks at most (a grid-stride loop does the rest)
+
+
+def check_finite(flag, arr):
+    """flag[0] = 1 (int32 device array) when the 1-d device array arr holds a NaN or an
+    infinity; flag is left alone otherwise (the caller zeroes it). ceil(n / THREADS) blocks,
+    at most FINITE_MAX_BLOCKS."""
+    n = arr.shape[0]
+    if n == 0:
+        return
+    threads = _dense.THREADS
+    blocks = min((n + threads - 1) // threads, FINITE_MAX_BLOCKS)
+    check_finite_kernel[blocks, threads](flag, arr)
+
+
+def flat(arr):
+    """A contiguous device array as a cached 1-d view."""
+    if arr.ndim == 1:
+        return arr
+    cache = arr.__dict__.setdefault("_fastnn_views", {})
+    view = cache.get("flat")
+    if view is None:
+        view = cache["flat"] = arr.reshape(arr.size)
+    return view
 
 
 def segment_bounds(sizes, w_off):
