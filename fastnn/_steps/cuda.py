@@ -74,7 +74,7 @@ class CudaSteps:
         self.team = Team(cuda.to_device(network.segment_bounds(model.layout.sizes,
                                                                model.layout.w_off)),
                          cuda.device_array((2 * L, network.NORM_BLOCKS), dtype=np.float64),
-                         cuda.to_device(np.array([1.0, 0.0])))
+                         cuda.to_device(np.array([1.0, 0.0])), self._colsum_scratch(batch))
         self._zeros_l = np.zeros(L)
         self._zero_status = np.zeros(1, dtype=np.int32)
         self.val = None
@@ -88,6 +88,15 @@ class CudaSteps:
                                       cuda.device_array(Nv, dtype=np.float64),
                                       cuda.device_array(1, dtype=np.int32))
             self.no_out = cuda.device_array((0, k), dtype=dt)
+
+    def _colsum_scratch(self, batch):
+        """The bias-gradient column sums' scratch (dense.column_sum), None for one chunk."""
+        from .._kernels.cuda import dense
+        chunks, _ = dense.column_sum_chunks(batch)
+        if chunks == 1:
+            return None
+        width = int(max(self.model.layout.sizes[1:]))
+        return self.cuda.device_array((chunks, width), dtype=np.float64)
 
     def begin_epoch(self, order, code, hyper, state):
         if state is not self.host_state:  # the first epoch, or a new layout or loaded state

@@ -48,6 +48,19 @@ def test_fit_softmax_adam_clip_matches_cpu():
     assert "val_accuracy" in out["cuda"][2].history
 
 
+def test_fit_with_chunked_column_sums_matches_cpu(monkeypatch):
+    from fastnn._kernels.cuda import dense
+    monkeypatch.setattr(dense, "COLSUM_ROWS", 2)  # batches of 5: 3 chunks, a short last one
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((9, 4))
+    y = rng.integers(0, 3, 9)
+    out = fit_both(lambda: fastnn.MLP([4, 6, 3], activation="relu", output="softmax",
+                                      dtype="float64", seed=7),
+                   lambda: fastnn.optim.Adam(lr=0.05), X, y, batch_size=5, epochs=2,
+                   shuffle=False)
+    check_same(out)
+
+
 def test_fit_mse_sgd_nesterov_shuffled_matches_cpu():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((8, 4))

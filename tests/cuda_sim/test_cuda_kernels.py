@@ -374,3 +374,83 @@ def test_activations_propagate_nan_as_cpu(act, dt):
     dense.activation_backward(dz, cuda.to_device(a_ref), cuda.to_device(z_ref), code,
                               0, B, 0, n)
     same_with_nan(dz.copy_to_host(), ref, dt, f"activation_backward {act}")
+
+
+# ---------------------------------------------------------------------------- launch sizes
+@pytest.mark.parametrize("dt", DTYPES)
+def test_column_sum_grid_sized_to_the_batch(monkeypatch, dt):
+    monkeypatch.setattr(dense, "COLSUM_ROWS", 2)
+    rng = np.random.default_rng(21)
+    n = 9  # 3 column blocks of THREADS = 4 (conftest)
+    scratch = cuda.device_array((8, n))
+    for B, chunks in ((1, 1), (2, 1), (3, 2), (7, 4), (16, 8)):
+        assert dense.column_sum_chunks(B) == (chunks, 2)
+        dz = rand(rng, (B, n), dt)
+        db = cuda.to_device(np.full(n, np.nan, dt))
+        dense.column_sum(db, cuda.to_device(dz), scratch)
+        close(db.copy_to_host(), dz.astype(np.float64).sum(axis=0), dt, f"column_sum B={B}")
+    # past the grid.y limit the chunks grow instead (limit patched to 3)
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 3)
+    assert dense.column_sum_chunks(16) == (3, 6)
+    dz = rand(rng, (16, n), dt)
+    db = cuda.to_device(np.zeros(n, dt))
+    dense.column_sum(db, cuda.to_device(dz), scratch)
+    close(db.copy_to_host(), dz.astype(np.float64).sum(axis=0), dt, "column_sum grid.y limit")
+    with pytest.raises(ValueError, match="scratch"):
+        dense.column_sum(db, cuda.to_device(dz), cuda.device_array((2, n)))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_splits_rows_past_grid_y_limit(monkeypatch, dt):
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 1)  # one TILE (4 rows) per launch
+    launches = []
+    kernel = dense._gemm_kernel(dense.TILE, dense.TILE_K, dense.WORK)
+
+    class Counting:
+        def __getitem__(self, config):
+            launches.append(config[0])
+            return kernel[config]
+
+    monkeypatch.setattr(dense, "_gemm_kernel", lambda *a: Counting())
+    rng = np.random.default_rng(22)
+    B, fi, fo = 10, 9, 6  # 3 row launches of the batch, 3 of fan_in (the dW product)
+    x, W, dz = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, (B, fo), dt)
+    b = rand(rng, fo, dt)
+    a, z = cuda.device_array((B, fo), dt), cuda.device_array((B, fo), dt)
+    dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b),
+                        cpu_dense.GELU)
+    assert [g[1] for g in launches] == [1, 1, 1]
+    a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
+    dense_forward_ref(a_ref, z_ref, x, W, b, cpu_dense.GELU)
+    close(a.copy_to_host(), a_ref, dt, "split forward a")
+    close(z.copy_to_host(), z_ref, dt, "split forward z")
+    dW, dx = cuda.device_array((fi, fo), dt), cuda.device_array((B, fi), dt)
+    dense.gemm(dW, cuda.to_device(x), cuda.to_device(dz), trans_a=True)
+    dense.gemm(dx, cuda.to_device(dz), cuda.to_device(W), trans_b=True)
+    assert len(launches) == 9
+    f = np.float64
+    close(dW.copy_to_host(), x.T.astype(f) @ dz.astype(f), dt, "split x.T @ dz")
+    close(dx.copy_to_host(), dz.astype(f) @ W.T.astype(f), dt, "split dz @ W.T")
+
+
+def test_norm_reduction_grid_sized_to_the_gradient(monkeypatch):
+    rng = np.random.default_rng(23)
+    sizes = np.array([3, 5, 2], np.int64)
+    w_off = np.array([0, 20], np.int64)
+    team = Team(cuda.to_device(network.segment_bounds(sizes, w_off)),
+                cuda.to_device(np.full((4, 3), 1e6)),  # stale partials must not count
+                cuda.to_device(np.array([1.0, 0.0])))
+    stats = RowStats(None, None, cuda.to_device(np.zeros(1, np.int32)))
+    grads = rand(rng, 32, np.float64)
+    ref = np.array([np.sqrt(np.sum(grads[:15] ** 2)), np.sqrt(np.sum(grads[20:30] ** 2))])
+    # NORM_THREADS 4 (conftest): 32 elements make 32 / (4 items) / 4 threads = 2 blocks with
+    # 4 items, 1 with 16, 8 -> capped at the partials' 3 with 1; the columns a launch does
+    # not cover hold stale sums (1e6 at first, then the wider launch's)
+    for items, blocks in ((16, 1), (1, 3), (4, 2), (16, 1)):
+        monkeypatch.setattr(network, "NORM_ITEMS", items)
+        assert network.norm_blocks(32, 3) == blocks
+        out = cuda.to_device(np.zeros(2))
+        network.layer_grad_sumsq(team.partials, cuda.to_device(grads), None, 0, None, False,
+                                 team)
+        network.clip_and_check(out, 0.0, stats, team)
+        np.testing.assert_allclose(out.copy_to_host(), ref, rtol=1e-12, err_msg=str(items))

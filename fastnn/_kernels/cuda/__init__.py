@@ -34,12 +34,13 @@ CUDA simulator; the tests use that on machines without a GPU.
 
 # launchers with no CPU twin, by module: what the GPU does in its own way
 DEVICE_ONLY = {
-    "dense": ("gemm", "column_sum",  # the tiled GEMM (the CPU calls BLAS: blas.gemm)
+    "dense": ("gemm", "column_sum", "column_sum_chunks",  # the tiled GEMM (the CPU calls
+              #                                             BLAS: blas.gemm), bias sums
               "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device
-                "segment_bounds"),  # the W_l / b_l segments for the norm reduction
+                "segment_bounds", "norm_blocks"),  # the W_l / b_l segments for the norm reduction
 }
 
 

@@ -18,7 +18,9 @@ from .dense import dense_backward, dense_forward
 from .losses import loss_forward_backward
 
 NORM_THREADS = 128  # threads per block of the sum-of-squares reduction (a power of two)
-NORM_BLOCKS = 32  # blocks per parameter segment; partial sums are added in order on one thread
+NORM_ITEMS = 16  # elements per thread the reduction's grid is sized for
+NORM_BLOCKS = 1024  # at most this many blocks per parameter segment (team.partials' width);
+#                    the partial sums are added in order on one thread
 
 
 def block(buf, off, rows, cols):
@@ -70,6 +72,10 @@ def sumsq_kernel(threads):
             half //= 2
         if tid == 0:
             partials[seg, cuda.blockIdx.x] = cache[0]
+            # columns past this launch's grid: zero, so that the final sum can read them all
+            for blk in range(cuda.blockIdx.x + cuda.gridDim.x, partials.shape[1],
+                             cuda.gridDim.x):
+                partials[seg, blk] = 0.0
 
     return sumsq_partials_kernel
 
@@ -140,12 +146,12 @@ def network_backward(grads, ws, x, B, params, net, team):
         db = vec(grads, net.b_off[l], fo)
         dz = block(ws.D, B * net.unit_off[l], B, fo)
         if l == 0:
-            dense_backward(None, dW, db, dz, x, W)
+            dense_backward(None, dW, db, dz, x, W, team.colsum)
         else:
             off = B * net.unit_off[l - 1]
             inp = block(ws.A, off, B, fi)
             dprev = block(ws.D, off, B, fi)
-            dense_backward(dprev, dW, db, dz, inp, W)
+            dense_backward(dprev, dW, db, dz, inp, W, team.colsum)
             _dense.activation_backward(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1],
                                        0, B, 0, fi)
 
@@ -164,9 +170,18 @@ def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
 def layer_grad_sumsq(out, grads, ws, B, net, fused, team):
     """out[s, blk] = block blk's part of the sum of squares of segment s of grads (segments
     alternate W_l and b_l, team.bounds; out is team.partials). The GPU always reads the whole
-    gradient (no Gram shortcut, no fused backward: ws, B and fused are the CPU's)."""
-    sumsq_kernel(NORM_THREADS)[(out.shape[1], out.shape[0]), NORM_THREADS](
-        out, grads, team.bounds)
+    gradient (no Gram shortcut, no fused backward: ws, B and fused are the CPU's).
+
+    Grid (norm_blocks(n_params, out.shape[1]), segments): sized to the gradient, so that a
+    thread reads about NORM_ITEMS elements of the largest segment."""
+    blocks = norm_blocks(grads.shape[0], out.shape[1])
+    sumsq_kernel(NORM_THREADS)[(blocks, out.shape[0]), NORM_THREADS](out, grads, team.bounds)
+
+
+def norm_blocks(n, most):
+    """Blocks per segment of the sum-of-squares reduction over n elements:
+    ceil(n / (NORM_THREADS * NORM_ITEMS)), between 1 and `most` (the partials' width)."""
+    return min(max(-(-n // (NORM_THREADS * NORM_ITEMS)), 1), most)
 
 
 def clip_and_check(grad_norms, clip_norm, stats, team):
