@@ -225,3 +225,38 @@ def test_check_finite_on_device():
                 flag = cuda.to_device(np.zeros(1, np.int32))
                 network.check_finite(flag, cuda.to_device(arr))
                 assert flag.copy_to_host()[0] == (where is not None), (n, where, bad)
+
+
+# ---------------------------------------------------------------------------- launches per step
+LAUNCHES_PER_STEP_3_LAYERS = 18  # see test_kernel_launches_per_step
+
+
+def test_kernel_launches_per_step(monkeypatch):
+    """Kernel launches of one training step of a 3-layer net (softmax output, relu hidden,
+    batch within one column-sum chunk): gather 1, forward 3 GEMMs (the softmax folded into
+    the loss), loss 1, backward 4 + 4 + 2 (dW GEMM, bias column sum, dx GEMM, activation
+    backward; no dx for the first layer), gradient norms 2, update 1 = 18."""
+    from numba import cuda
+    launches = []
+    cls = type(cuda.jit(lambda a: None))
+    original = cls.__getitem__
+
+    def counting(kernel, config):
+        launches.append(kernel)
+        return original(kernel, config)
+
+    monkeypatch.setattr(cls, "__getitem__", counting)
+    rng = np.random.default_rng(8)
+    counts = {}
+    for n_steps in (2, 4):
+        X = rng.standard_normal((3 * n_steps, 4))
+        y = rng.integers(0, 3, 3 * n_steps)
+        model = fastnn.MLP([4, 5, 6, 3], activation="relu", output="softmax",
+                           dtype="float64", seed=9)
+        del launches[:]
+        fastnn.Trainer(model, fastnn.optim.Adam(lr=0.01), batch_size=3, epochs=1,
+                       shuffle=False, verbose=0, device="cuda").fit(X, y)
+        counts[n_steps] = len(launches)
+    per_step = (counts[4] - counts[2]) / 2
+    print(f"kernel launches per step (3 layers): {per_step:g}; per 2-step fit: {counts[2]}")
+    assert per_step == LAUNCHES_PER_STEP_3_LAYERS

@@ -40,6 +40,7 @@ DEVICE_ONLY = {
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device
+                "forward_for_loss",  # the forward leaving a softmax output to the loss kernel
                 "segment_bounds", "norm_blocks"),  # the W_l / b_l segments for the norm reduction
 }
 

@@ -104,7 +104,7 @@ def _gemm_kernel(tile, tile_k, work):
     slab = tile_k * tile
     loads = (slab + n_threads - 1) // n_threads  # elements of each slab one thread loads
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act):
         """C (M, N) = op(A) @ op(B); op(A) = A.T when trans_a (A stored (K, M)), op(B) = B.T
         when trans_b (B stored (N, K)). With act >= 0 the epilogue adds bias (N,) and applies
@@ -185,7 +185,7 @@ def _gemm_kernel(tile, tile_k, work):
     return gemm_kernel
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bias_activation_kernel(a, z, b, act):
     """a = act(z + b) elementwise; z = z + b kept when keeps_preactivation(act). Softmax:
     only z + b here, the row pass follows."""
@@ -202,13 +202,20 @@ def bias_activation_kernel(a, z, b, act):
             a[i, j] = activate(v, act, a)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_rows_kernel(a, z):
     """a[i] = softmax(z[i]) with the row max subtracted; one thread per row."""
-    B, n = z.shape
     i = cuda.grid(1)
-    if i >= B:
+    if i >= z.shape[0]:
         return
+    softmax_row(a, z, i)
+
+
+@cuda.jit(device=True, inline=True)
+def softmax_row(a, z, i):
+    """a[i] = softmax(z[i]) with the row max subtracted (also run by the loss kernel, which
+    folds the output layer's softmax into its own launch during training)."""
+    n = z.shape[1]
     t = a.dtype.type
     m = z[i, 0]
     for j in range(n):
@@ -224,7 +231,7 @@ def softmax_rows_kernel(a, z):
         a[i, j] *= inv
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def activation_backward_kernel(dz, a, z, act):
     """dz *= act'(z) elementwise (every activation but softmax)."""
     B, n = dz.shape
@@ -236,7 +243,7 @@ def activation_backward_kernel(dz, a, z, act):
         dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_backward_rows_kernel(dz, a):
     """Softmax Jacobian-vector product per row: dz_j = a_j (g_j - sum_k g_k a_k)."""
     B, n = dz.shape
@@ -250,7 +257,7 @@ def softmax_backward_rows_kernel(dz, a):
         dz[i, j] = a[i, j] * (dz[i, j] - s)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def column_sum_kernel(out, dz, rows):
     """out[r, j] = sum of dz[i, j] over the rows i of chunk r (rows r*rows ... r*rows + rows -
     1, in order, accumulated in out's dtype); grid (ceil(n / THREADS), chunks): one thread per
@@ -269,7 +276,7 @@ def column_sum_kernel(out, dz, rows):
     out[r, j] = s
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def column_finish_kernel(db, partials, chunks):
     """db[j] = sum of partials[0:chunks, j], in order; one thread per column."""
     j = cuda.grid(1)

@@ -49,7 +49,7 @@ def vec(buf, off, n):
 def sumsq_kernel(threads):
     """Sum-of-squares partials with a shared-memory tree of `threads` (a power of two)."""
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def sumsq_partials_kernel(partials, grads, bounds):
         """partials[s, blk] = sum of grads[i]^2 (float64) over block blk's share of segment s,
         grads[bounds[s]:bounds[s+1]]; grid (n_blocks, n_segments)."""
@@ -80,7 +80,7 @@ def sumsq_kernel(threads):
     return sumsq_partials_kernel
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     """One thread: grad_norms[l] += ||dW_l|| (segments alternate W_l, b_l), the global norm,
     the divergence flag and the clipping scale (torch's clip_grad_norm_: min(1, max_norm /
@@ -106,7 +106,7 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     control[1] = 1.0 if status[0] != 0 else 0.0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def check_finite_kernel(flag, arr):
     """flag[0] = 1 when any element of arr (1-d) is NaN or infinite; grid-stride."""
     start = cuda.grid(1)
@@ -120,6 +120,12 @@ def check_finite_kernel(flag, arr):
 def network_forward(ws, x, B, params, net, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
     block."""
+    forward_for_loss(ws, x, B, params, net, True)
+
+
+def forward_for_loss(ws, x, B, params, net, output_softmax):
+    """network_forward; output_softmax=False leaves a softmax output layer's row pass to the
+    loss kernel (training: losses.loss_forward_backward computes it in its own launch)."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     inp = x
@@ -130,7 +136,11 @@ def network_forward(ws, x, B, params, net, team):
         b = vec(params, net.b_off[l], fo)
         a = block(ws.A, B * net.unit_off[l], B, fo)
         z = block(ws.Z, B * net.unit_off[l], B, fo)
-        dense_forward(a, z, inp, W, b, net.acts[l])
+        act = net.acts[l]
+        if not output_softmax and l == net.acts.shape[0] - 1 and act == _dense.SOFTMAX:
+            _dense.gemm(a, inp, W, bias=b, act=act, Z=z)  # logits z; the loss fills a
+        else:
+            dense_forward(a, z, inp, W, b, act)
         inp = a
 
 
@@ -232,7 +242,7 @@ def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, loss, sta
     """One training step's gradient on x (B, sizes[0]): forward, fused loss + output delta,
     backward; stats: RowStats whose start is the batch's first row."""
     B = x.shape[0]
-    network_forward(ws, x, B, params, net, None)
+    forward_for_loss(ws, x, B, params, net, False)
     network_loss(ws, y_index, y_float, B, net, loss, stats, None)
     network_backward(grads, ws, x, B, params, net, None)
 

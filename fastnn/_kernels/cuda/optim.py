@@ -22,7 +22,7 @@ from . import dense as _dense
 
 
 # ---------------------------------------------------------------------------- kernels
-@cuda.jit
+@cuda.jit(cache=True)
 def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control):
     if control[1] != 0.0:
         return
@@ -49,7 +49,7 @@ def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control
         p[i] -= lr * gi
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_, one_m_b2_,
                 wd_l2_, decay_, amsgrad, control):
     if control[1] != 0.0:
@@ -80,7 +80,7 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
         p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2_sqrt + eps)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
     if control[1] != 0.0:
         return
@@ -98,7 +98,7 @@ def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
         p[i] -= clr * gi / (math.sqrt(si) + eps)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
     if control[1] != 0.0:
         return
@@ -120,7 +120,7 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
         p[i] -= lr * dx
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_, centered,
                    buf_slot, gbar_slot, control):
     if control[1] != 0.0:

@@ -12,6 +12,7 @@ from . import dense as _dense
 from .network import (
     block,
     clip_and_check,
+    forward_for_loss,
     layer_grad_sumsq,
     network_backward,
     network_forward,
@@ -21,7 +22,7 @@ from .network import (
 from .optim import optimizer_update
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_batch_kernel(xb, yb_index, yb_float, X, y_index, y_float, order, start, B):
     """xb[i*n_in + j] = X[order[start+i], j] and the same rows of the targets."""
     n_in = X.shape[1]
@@ -73,7 +74,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
         x = block(ws.xb, 0, B, n_in)
         yi = vec(ws.yb_index, 0, B) if by_index else no_index
         yf = no_float if by_index else block(ws.yb_float, 0, B, k)
-        network_forward(ws, x, B, params, net, team)
+        forward_for_loss(ws, x, B, params, net, False)  # the loss kernel does a softmax output
         network_loss(ws, yi, yf, B, net, loss, stats._replace(start=pos), team)
         network_backward(grads, ws, x, B, params, net, team)
         layer_grad_sumsq(team.partials, grads, ws, B, net, False, team)
