@@ -25,6 +25,14 @@ def eps(dtype):
     return float(np.finfo(dtype).eps)
 
 
+def gamma(n, dtype):
+    """gamma_n = n u / (1 - n u), u = eps / 2: a sum of n products in floating point is within
+    gamma_n * sum |terms| of the exact sum, whatever the order and with or without FMAs
+    (Higham, sec. 3.1): the element-wise worst case."""
+    u = eps(dtype) / 2
+    return n * u / (1 - n * u)
+
+
 def step_units(layer_sizes, rows):
     """Rounding errors, in units of eps and norm-wise, that one training step (forward, backward,
     update) of an MLP on a batch of `rows` rows puts into the parameters, relative to their

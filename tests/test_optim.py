@@ -10,6 +10,7 @@ import pytest
 import fastnn
 from fastnn import optim
 
+import bounds
 import naive
 import torch_fixtures
 
@@ -250,8 +251,13 @@ def test_float32_stays_float32_and_tracks_float64(case):
     expected = REFERENCES[name](theta, grads, **kw)
     assert all(a.dtype == np.float32 for a in actual)
     assert opt.state.dtype == np.float32
-    scale = max(np.max(np.abs(e)) for e in expected)
-    assert_trajectories_close(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+    # elementwise arithmetic only, on inputs rounded to float32: each step rounds each element
+    # a bounded number of times (weight decay, the moments, a square root, a division, the
+    # bias corrections: under 16), relative to the size of the step or of the parameter, and
+    # the gradients are given, so nothing feeds back but weight decay: after t steps within
+    # 16 t eps, norm-wise
+    for t, (a, e) in enumerate(zip(actual, expected), start=1):
+        bounds.assert_close(a, e, 16 * t, np.float32, f"step {t}")
 
 
 def test_optimizer_state_slots():
@@ -405,7 +411,7 @@ def test_state_dict_from_float64_resumes_float32_buffers():
     resumed.load_state_dict(opt.state_dict())
     state = resumed.bind(N_PARAMS, np.dtype(np.float32))
     assert state.dtype == np.float32 and resumed.step_count[0] == 5
-    np.testing.assert_allclose(state, opt.state, rtol=1e-6)  # kept, not reset
+    np.testing.assert_array_equal(state, opt.state.astype(np.float32))  # kept, rounded once
     resumed.update(theta.astype(np.float32), grads[5].astype(np.float32))
     assert resumed.step_count[0] == 6
 
