@@ -284,3 +284,11 @@ def torch_fixture(torch):
             yield f"{key}/X", X
             yield f"{key}/y", y
             yield f"{key}/torch", torch_loss_and_grad(torch, params_list, X, y, act, output, loss)
+
+
+@pytest.mark.parametrize("module", torch_fixtures.MODULES)
+def test_torch_fixture_records_how_it_was_made(module):
+    meta = torch_fixtures.meta(module)
+    assert meta["from"] == f"tests/test_{module}.py: torch_fixture(torch)"
+    assert meta["torch"] and meta["torch_threads"] == 1
+    assert sum(torch_fixtures.path(m).stat().st_size for m in torch_fixtures.MODULES) < 2**20
