@@ -141,6 +141,8 @@ def assert_close_training(run, ref, units, dtype, rows, amplification=None):
     these small fits (none in float64)."""
     (model, opt, hist), (_, ref_opt, ref_hist) = run, ref
     amplification = amplification or {}
+    assert model.params.dtype == np.dtype(dtype)
+    assert opt.state is None or opt.state.dtype == np.dtype(dtype)
     assert np.isfinite(model.params).all()
     assert opt.step_count[0] == ref_opt.step_count[0]
     a, b = opt.state_dict(), ref_opt.state_dict()
