@@ -10,8 +10,12 @@ adaptive optimizers compute: Adam's m / sqrt(v), RMSprop's g / sqrt(v) and Adagr
 g / sqrt(sum) are ratios of one gradient element to its own running magnitude, so an element
 whose gradient cancels to a few roundings of its terms (sum_i a_i d_i over the batch) takes an
 update anywhere in +-lr. Such elements are rare (the chance that a sum lands within k eps of its
-terms' size of zero is ~k eps), and norm-wise they are a vanishing share of the whole; bounding
-every element would need a bound of lr per step, which tests nothing.
+terms' size of zero is ~k eps; Adam's and RMSprop's eps in the denominator also damp them), and
+norm-wise they are a small share of the whole; bounding every element would need a bound of lr
+per step, which tests nothing. In float32 on a large network, though, one such element can
+outweigh the norm-wise bound: `assert_close(..., ill_conditioned=K)` leaves out the K largest
+element deviations (which must stay within the quantity's range); the float64 runs of the same
+paths, where such an element has a chance of ~1e-9, check every element.
 """
 import math
 
@@ -96,9 +100,21 @@ def normwise_error(actual, expected):
     return 0.0 if diff == 0 else float(diff / scale) if scale > 0 else math.inf
 
 
-def assert_close(actual, expected, units, dtype, what=""):
-    """actual within units * eps(dtype) of expected, norm-wise relative to ||expected||."""
+def assert_close(actual, expected, units, dtype, what="", ill_conditioned=0):
+    """actual within units * eps(dtype) of expected, norm-wise relative to ||expected||. The
+    `ill_conditioned` elements that deviate most are left out of the norm (see the module
+    docstring) and need only be within the range of expected: |a - e| <= 2 max|expected|."""
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    e = np.asarray(expected, dtype=np.float64).ravel()
+    assert a.shape == e.shape, (what, a.shape, e.shape)
+    if ill_conditioned and a.size > ill_conditioned:
+        worst = np.argsort(-np.abs(a - e))[:ill_conditioned]
+        assert np.all(np.abs(a[worst] - e[worst]) <= 2 * np.max(np.abs(e))), (
+            f"{what}: elements {worst} deviate beyond the range of the expected values")
+        keep = np.ones(a.size, dtype=bool)
+        keep[worst] = False
+        a, e = a[keep], e[keep]
     bound = units * eps(dtype)
-    err = normwise_error(actual, expected)
+    err = normwise_error(a, e)
     assert err <= bound, (f"{what}: norm-wise relative difference {err:.3g} > bound {bound:.3g} "
                           f"({units:.3g} eps of {np.dtype(dtype).name})")

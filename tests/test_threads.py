@@ -130,6 +130,9 @@ def training_quantities(result):
 
 
 ACCURACY_KEYS = ("accuracy", "val_accuracy")
+# elements left out of a float32 comparison under an adaptive optimizer: the expected number
+# is well under 1 (bounds.py), so more than 3 has a chance of ~1e-4 or less
+ILL_CONDITIONED = 3
 
 
 def assert_close_training(run, ref, units, dtype, rows, amplification=None):
@@ -153,9 +156,13 @@ def assert_close_training(run, ref, units, dtype, rows, amplification=None):
     assert set(hist.history) == set(ref_hist.history)
     got, expected = training_quantities(run), training_quantities(ref)
     assert set(got) == set(expected)
+    # float32 with an adaptive optimizer: a gradient element that cancels to rounding level
+    # may take any update in +-lr (tests/bounds.py); the float64 cases check every element
+    adaptive = np.dtype(dtype) == np.float32 and not isinstance(opt, optim.SGD)
     for name, values in expected.items():
         bounds.assert_close(got[name], values, units * amplification.get(name, 1.0), dtype,
-                            name)
+                            name, ill_conditioned=ILL_CONDITIONED if adaptive and
+                            not name.startswith("history") else 0)
     for key in ACCURACY_KEYS:
         if key in ref_hist.history:
             one_row = 0.0 if np.dtype(dtype) == np.float64 else 1.0 / rows[key]
