@@ -3,7 +3,8 @@
 `fastnn train` fits an MLP on a data file (or, without --data, scikit-learn's bundled digits,
 offline), split into train/validation/test, and prints the test metric; the saved model carries
 its input standardization and class names. `fastnn predict` applies a saved model to raw
-rows, `fastnn evaluate` reports its metric on a labelled file.
+rows, `fastnn evaluate` reports its metric on a labelled file. `fastnn warmup` compiles and
+caches the kernels ahead of time (fastnn/_warmup.py).
 
 Each subcommand is one `_Command`: a function that adds its arguments and one that runs it;
 `COMMANDS` lists them (add a new one there).
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+
+from . import _warmup
 
 
 def _int_list(text):
@@ -183,9 +186,9 @@ def train(args):
     if args.patience is not None and args.val_size == 0:
         raise ValueError("--patience needs a validation set: pass --val-size > 0")
     if args.plot is not None:
-        from .plot import _matplotlib
+        from .plot import require_matplotlib
         try:
-            _matplotlib()  # fail before training, not after it
+            require_matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
     for option, path in (("--save", args.save), ("--plot", args.plot)):
@@ -257,8 +260,8 @@ def _cells(values):
 def predict(args):
     import fastnn
 
+    from ._files import atomic_write_bytes
     from .data import load_features
-    from .io import _atomic_write_bytes
 
     if args.output is not None:
         check_output_path(args.output, "--output")
@@ -290,7 +293,7 @@ def predict(args):
     if args.output is None:
         sys.stdout.write(text.getvalue())
     else:
-        _atomic_write_bytes(args.output, text.getvalue().encode())
+        atomic_write_bytes(args.output, text.getvalue().encode())
         _stderr(f"fastnn: wrote {len(rows)} predictions to {args.output}")
     return 0
 
@@ -336,6 +339,7 @@ COMMANDS = (
              "Print a saved model's accuracy (classifiers) or R^2 (regression) on the labelled "
              "rows of --data, as fastnn train prints its test metric, and its loss.",
              _add_evaluate_arguments, evaluate),
+    _Command("warmup", _warmup.HELP, _warmup.DESCRIPTION, _warmup.add_arguments, _warmup.main),
 )
 
 

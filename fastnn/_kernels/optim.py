@@ -196,18 +196,20 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True)
-def optimizer_update(code, p, g, state, hyper, step, grad_scale, lo, hi):
-    """Dispatch on the optimizer code; every branch is one fused pass over elements lo:hi of
-    the buffers (one thread's share; 0, p.size for all)."""
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi):
+    """One fused pass of `opt`'s rule (an OptimizerState bundle: code, hyper, state) over
+    elements lo:hi of p and opt.state (one thread's share; 0, p.size for all), step number
+    `step` (from 1), g the gradient of those hi - lo elements."""
+    code = opt.code
     if code == SGD:
-        sgd_update(p, g, state, hyper, step, grad_scale, lo, hi)
+        sgd_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
     elif code == ADAM:
-        adam_update(p, g, state, hyper, step, grad_scale, lo, hi)
+        adam_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
     elif code == ADAGRAD:
-        adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi)
+        adagrad_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
     elif code == ADADELTA:
-        adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi)
+        adadelta_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
     elif code == RMSPROP:
-        rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi)
+        rmsprop_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
     else:
         raise ValueError("unknown optimizer code")

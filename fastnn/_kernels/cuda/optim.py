@@ -6,11 +6,12 @@ layouts and state slots). As in llm.c's adamw.cuh, everything that depends only 
 scalars, which the kernel casts to the buffer dtype exactly as the CPU kernel does.
 
 The CPU kernels take `grad_scale` as a number; here the gradient-norm clipping and divergence
-check run on the device (see network.clip_and_check), so the launchers take `control`, a
+check run on the device (see network.clip_and_check), so `grad_scale` is the team's `control`, a
 float64 device array: control[0] multiplies every gradient element (clipping, 1 otherwise),
 and control[1] != 0 means "do not update" (a non-finite loss or gradient in this step).
-p, g (n,) and state (n_slots, n) are device arrays in the parameter dtype; hyper is the host
-float64 array; step counts from 1.
+p (n,) and state (n_slots, n) are device arrays in the parameter dtype, of which elements lo:hi
+are updated, g the (hi - lo,) gradient of those; hyper is the host float64 array; step counts
+from 1.
 """
 import math
 
@@ -152,25 +153,34 @@ def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_,
 
 
 # ---------------------------------------------------------------------------- launchers
+def _elements(p, state, lo, hi):
+    """p[lo:hi] and state[:, lo:hi], without slicing when that is all of them."""
+    if lo == 0 and hi == p.shape[0]:
+        return p, state
+    return p[lo:hi], state[:, lo:hi]
+
+
 def _grid(n):
     threads = _dense.THREADS
     return max(min((n + threads - 1) // threads, 65536), 1), threads
 
 
-def sgd_update(p, g, state, hyper, step, control):
+def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (the first gradient at step 1, as torch)."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     sgd_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
                               1.0 - float(hyper[2]), float(hyper[3]), hyper[4] != 0.0,
-                              step == 1, control)
+                              step == 1, grad_scale)
 
 
-def adam_update(p, g, state, hyper, step, control):
+def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad,
     decoupled]; state[0] = m, state[1] = v, state[2] = max v (amsgrad).
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps); the two bias corrections are
     host scalars."""
+    p, state = _elements(p, state, lo, hi)
     lr, b1, b2 = float(hyper[0]), float(hyper[1]), float(hyper[2])
     decoupled = hyper[6] != 0.0
     bc1 = 1.0 - b1**step
@@ -180,45 +190,49 @@ def adam_update(p, g, state, hyper, step, control):
                                1.0 - b1, b2, 1.0 - b2,
                                0.0 if decoupled else float(hyper[4]),
                                1.0 - lr * float(hyper[4]) if decoupled else 1.0,
-                               hyper[5] != 0.0, control)
+                               hyper[5] != 0.0, grad_scale)
 
 
-def adagrad_update(p, g, state, hyper, step, control):
+def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value,
     eps]; state[0] = sum of squared gradients. lr_t = lr / (1 + (t - 1) lr_decay) on the host."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adagrad_kernel[grid, threads](p, g, state, float(hyper[0]) / (1.0 + (step - 1) * hyper[1]),
-                                  float(hyper[2]), float(hyper[4]), control)
+                                  float(hyper[2]), float(hyper[4]), grad_scale)
 
 
-def adadelta_update(p, g, state, hyper, step, control):
+def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay]; state = [v, u]."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adadelta_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
                                    1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
-                                   control)
+                                   grad_scale)
 
 
-def rmsprop_update(p, g, state, hyper, step, control):
+def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state = [v, momentum buffer (momentum > 0), mean gradient (centered)]."""
+    p, state = _elements(p, state, lo, hi)
     use_momentum = hyper[4] > 0.0
     centered = hyper[5] != 0.0
     grid, threads = _grid(p.shape[0])
     rmsprop_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
                                   1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
                                   float(hyper[4]), centered, 1, 2 if use_momentum else 1,
-                                  control)
+                                  grad_scale)
 
 
 _UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
             ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
 
 
-def optimizer_update(code, p, g, state, hyper, step, control):
-    """Dispatch on the optimizer code (host side); one fused kernel launch."""
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi):
+    """One fused kernel launch of `opt`'s rule (an OptimizerState bundle: code, hyper on the
+    host, state on the device) over elements lo:hi, step number `step`."""
     try:
-        update = _UPDATES[code]
+        update = _UPDATES[opt.code]
     except KeyError:
-        raise ValueError(f"unknown optimizer code {code!r}") from None
-    update(p, g, state, hyper, step, control)
+        raise ValueError(f"unknown optimizer code {opt.code!r}") from None
+    update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
