@@ -235,7 +235,8 @@ def test_kernel_launches_per_step(monkeypatch):
     """Kernel launches of one training step of a 3-layer net (softmax output, relu hidden,
     batch within one column-sum chunk): gather 1, forward 3 GEMMs (the softmax folded into
     the loss), loss 1, backward 4 + 4 + 2 (dW GEMM, bias column sum, dx GEMM, activation
-    backward; no dx for the first layer), gradient norms 2, update 1 = 18."""
+    backward; no dx for the first layer), gradient norms 2, update 1 = 18. (Past
+    dense.COLSUM_ROWS rows a bias column sum is two launches: 21.)"""
     from numba import cuda
     launches = []
     cls = type(cuda.jit(lambda a: None))
