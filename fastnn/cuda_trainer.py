@@ -33,6 +33,7 @@ from .trainer import (
     _mean_target_variance,
     _r2_score,
     progress_bar,
+    shuffle_order,
 )
 
 DEVICES = ("cpu", "cuda")
@@ -60,7 +61,7 @@ def _to_device(cuda, y, shape_if_empty, dtype):
     return cuda.to_device(np.ascontiguousarray(y))
 
 
-def fit_cuda(trainer, X, y_index, y_float, val):
+def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
     """Trainer._run for device="cuda": same arguments (validated host arrays), same History."""
     from ._kernels.cuda import require_gpu
     cuda = require_gpu()
@@ -126,20 +127,20 @@ def fit_cuda(trainer, X, y_index, y_float, val):
         where = f"the end of epoch {epoch - 1}" if epoch else "the start of this fit"
         return TrainingDiverged(
             f"training diverged in epoch {epoch} ({what}); the model holds its last finite "
-            f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
-            f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
+            f"weights, from {where}, and History its {epoch - initial_epoch} finite "
+            f"epoch(s). Try a lower learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
-    bar = progress_bar(trainer.epochs * N, trainer.verbose)
+    bar = progress_bar((trainer.epochs - initial_epoch) * N, trainer.verbose)
     try:
         trainer._callbacks("set_trainer", trainer)
         trainer._callbacks("on_train_begin", {})
-        for epoch in range(trainer.epochs):
+        for epoch in range(initial_epoch, trainer.epochs):
             trainer._callbacks("on_epoch_begin", epoch, {})
             good_step = int(opt.step_count[0])
             committed = False
             hyper = opt.hyper()  # read once per epoch: schedules change lr between epochs
-            order = (trainer._rng.permutation(N) if trainer.shuffle
-                     else np.arange(N)).astype(np.int64)
+            order = (shuffle_order(trainer.shuffle_seed, epoch, N) if trainer.shuffle
+                     else np.arange(N, dtype=np.int64))
             d_order.copy_to_device(order)
             d_grad_norms.copy_to_device(zeros_l)
             status.copy_to_device(zero_status)
