@@ -10,6 +10,7 @@ from .data import train_val_test_split
 from .diagnostics import GradientReport, diagnose
 from .io import load_model as load
 from .model import MLP
+from .selection import SearchResult, search
 from .trainer import History, Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
@@ -21,11 +22,13 @@ __all__ = [
     "GradientReport",
     "History",
     "ModelCheckpoint",
+    "SearchResult",
     "Trainer",
     "TrainingDiverged",
     "diagnose",
     "load",
     "optim",
     "schedules",
+    "search",
     "train_val_test_split",
 ]
