@@ -76,6 +76,8 @@ def build_parser():
     t.add_argument("--plot", metavar="FILE.png", help="write learning curves and per-layer "
                                                       "gradient norms to FILE.png (matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .cli_search import add_search_parser
+    add_search_parser(sub)
     return parser
 
 
@@ -189,6 +191,9 @@ def main(argv=None):
     try:
         if args.command == "train":
             return train(args)
+        if args.command == "search":
+            from .cli_search import search_command
+            return search_command(args)
     except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
         # one line, whatever the message holds (numpy's can span several)
         message = " ".join(str(exc).split()) or type(exc).__name__

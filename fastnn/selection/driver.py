@@ -315,8 +315,12 @@ def _drive(specs, rungs, factor, mode, executor, journal, max_retries, refit, cl
                 done_rungs[(rec["id"], rec["rung"])] = rec
             elif rec["kind"] == "test":
                 test_record = rec
-    total = sum(len(specs) // factor ** i or 1 for i in range(len(rungs)))
-    bar = progress_bar(total, verbose) if verbose else progress_bar(0, 0)
+    total = sum(max(1, len(specs) // factor ** i) for i in range(len(rungs)))
+    if verbose:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, unit="fit", desc="fastnn.search", dynamic_ncols=True)
+    else:
+        bar = progress_bar(0, 0)
     alive = [s["id"] for s in specs]
     by_id = {s["id"]: s for s in specs}
     try:
