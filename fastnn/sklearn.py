@@ -120,6 +120,7 @@ class _Convergence(Callback):
     def on_epoch_end(self, epoch, logs):
         est = self.est
         est.n_iter_ += 1
+        est._epochs += 1
         est.t_ += self.n_samples
         loss = est._loss_from_logs(logs)
         est.loss_curve_.append(loss)
@@ -244,7 +245,7 @@ class _BaseMLP(BaseEstimator):
             self.model_ = MLP([X.shape[1], *self._hidden(), n_out],
                               activation=ACTIVATIONS[self.activation], output=output,
                               dtype=dtype.name, seed=init_seed)
-            self.n_iter_ = 0
+            self._epochs = 0  # over all fits: keys the shuffles (Trainer initial_epoch)
             self.t_ = 0
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -256,9 +257,11 @@ class _BaseMLP(BaseEstimator):
             self.n_outputs_ = n_out
             self.out_activation_ = _OUT_NAMES[output]
         if not incremental or self._optimizer is None:  # scikit-learn: fit() starts afresh
-            self._optimizer = make_optimizer(self.solver, self.learning_rate_init,
+            self._optimizer = make_optimizer(self.solver,
+                                             self.learning_rate_init * self._sgd_scale(),
                                              self.momentum, self.nesterovs_momentum,
                                              self.beta_1, self.beta_2, self.epsilon)
+        self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them
         early = bool(self.early_stopping) and not incremental
         validation = None
         if early:
@@ -279,14 +282,14 @@ class _BaseMLP(BaseEstimator):
         conv = _Convergence(self, n, early, incremental)
         epochs = 1 if incremental else int(self.max_iter)
         trainer = Trainer(self.model_, self._optimizer, batch_size=batch,
-                          epochs=self.n_iter_ + epochs, shuffle=bool(self.shuffle),
+                          epochs=self._epochs + epochs, shuffle=bool(self.shuffle),
                           seed=self._shuffle_seed, callbacks=[conv],
                           clip_grad_norm=self.clip_grad_norm,
                           verbose=1 if self.verbose else 0, device=self.device)
         with one_thread_in_workers():
             self.n_threads_ = _threads.train_threads(self.model_.layer_sizes, batch)
             self.history_ = trainer.fit(X, targets, validation_data=validation,
-                                        initial_epoch=self.n_iter_)
+                                        initial_epoch=self._epochs)
         if early and conv.best_params is not None:
             self.model_.params = conv.best_params
         if not incremental and not conv.converged:
@@ -358,6 +361,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _is_classifier(self):
         return True
+
+    def _sgd_scale(self):
+        return 1.0
 
     def _targets(self, y, first, incremental, classes):
         y = np.asarray(y)
@@ -432,15 +438,20 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor (sklearn.neural_network.MLPRegressor's parameters and
     fitted attributes) trained by fastnn: identity output, squared error.
 
-    The kernels minimize the mean squared error (torch's mse); `loss_` and `loss_curve_` report
-    half of it, scikit-learn's squared_error. `validation_scores_` (early_stopping) are R^2
-    values. Parameters: see MLPClassifier.
+    The kernels minimize the mean squared error (torch's mse), twice scikit-learn's
+    squared_error: `loss_` and `loss_curve_` report half of it, and solver='sgd' steps with
+    learning_rate_init / 2, so that its steps are scikit-learn's (the adaptive solvers do not
+    depend on the gradient's scale). `validation_scores_` (early_stopping) are R^2 values.
+    Parameters: see MLPClassifier.
     """
 
     _val_score_key = "val_r2"
 
     def _is_classifier(self):
         return False
+
+    def _sgd_scale(self):
+        return 0.5 if self.solver == "sgd" else 1.0
 
     def _targets(self, y, first, incremental, classes):
         y = np.asarray(y, dtype=np.float64)

@@ -59,7 +59,8 @@ def test_partial_fit_epochs_equal_fit_bit_for_bit():
     for _ in range(4):
         b.partial_fit(X, y, classes=np.unique(y))
     np.testing.assert_array_equal(a.model_.params, b.model_.params)
-    assert a.loss_curve_ == b.loss_curve_ and b.n_iter_ == 4 and b.t_ == 4 * len(y)
+    # scikit-learn counts n_iter_ per call (one per partial_fit), t_ and loss_curve_ overall
+    assert a.loss_curve_ == b.loss_curve_ and b.n_iter_ == 1 and b.t_ == 4 * len(y)
     with pytest.raises(ValueError, match="classes must be passed"):
         quiet(MLPClassifier).partial_fit(X, y)
 
@@ -73,7 +74,7 @@ def test_warm_start_keeps_weights_and_counts_iterations():
     model = clf.model_
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         clf.fit(X, y)
-    assert clf.model_ is model and clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    assert clf.model_ is model and clf.n_iter_ == 3 and len(clf.loss_curve_) == 6
     assert not np.array_equal(first, clf.model_.params)
     cold = clone(clf).set_params(warm_start=False)
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
@@ -202,3 +203,40 @@ def test_grid_search_cv_picks_the_same_as_serial_with_processes():
     assert serial.best_params_ == parallel.best_params_
     np.testing.assert_array_equal(serial.cv_results_["mean_test_score"],
                                   parallel.cv_results_["mean_test_score"])
+
+
+@pytest.mark.parametrize("kind", ["classifier", "binary", "regressor"])
+def test_sgd_trajectory_equals_sklearns_mlp(kind):
+    """From the same weights, solver='sgd' (Nesterov momentum, minibatches with a short last
+    one, no shuffling) takes scikit-learn's steps: same loss_curve_ and weights in float64."""
+    from sklearn import neural_network as sk_nn
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    if kind == "regressor":
+        y = X @ np.array([1.0, -0.5, 0.25, 2.0]) + 0.1 * rng.normal(size=50)
+        ours_cls, sk_cls = MLPRegressor, sk_nn.MLPRegressor
+    else:
+        y = (X[:, 0] + X[:, 1] > 0).astype(int) + (kind == "classifier") * (X[:, 2] > 0.5)
+        ours_cls, sk_cls = MLPClassifier, sk_nn.MLPClassifier
+    common = dict(hidden_layer_sizes=(7, 5), activation="tanh", solver="sgd", alpha=0.0,
+                  batch_size=16, learning_rate_init=0.05, momentum=0.9,
+                  nesterovs_momentum=True, shuffle=False, n_iter_no_change=1000,
+                  max_iter=1, warm_start=True, random_state=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        sk = sk_cls(**common).fit(X, y)
+        ours = ours_cls(**common, dtype="float64").fit(X, y)
+        for W, b, sW, sb in zip(ours.coefs_, ours.intercepts_, sk.coefs_, sk.intercepts_):
+            W[...] = sW
+            b[...] = sb
+        sk.set_params(max_iter=6).fit(X, y)
+        ours.set_params(max_iter=6).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_[1:], sk.loss_curve_[1:], rtol=1e-12)
+    for W, sW in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(W, sW, rtol=1e-10, atol=1e-12)
+    assert ours.n_iter_ == sk.n_iter_ == 6 and ours.t_ == sk.t_ == 7 * 50
+    np.testing.assert_allclose(ours.predict(X) if kind == "regressor" else
+                               ours.predict_proba(X),
+                               sk.predict(X) if kind == "regressor" else sk.predict_proba(X),
+                               rtol=1e-10, atol=1e-12)
