@@ -100,7 +100,9 @@ class SearchResult:
                 f"{self.test_data_hash}): {self.test_score}. Scoring again, or on another "
                 f"test set, would turn the test set into a second validation set")
         if self.best_model is None:
-            raise RuntimeError("no candidate finished: there is no model to test")
+            raise RuntimeError("there is no model to test: " + (
+                "no candidate finished" if self.best_id is None else
+                "the search ran with refit=False, which keeps no model"))
         model = self.best_model
         loss = "cross_entropy" if self.classes is not None else "mse"
         X = check_features(X_test, model.n_inputs, model.dtype, "X_test")

@@ -90,9 +90,8 @@ class DaskExecutor:
 
         futures = {}
         for task in tasks:
-            spec, _, until = task
-            fut = self.client.submit(_dask_task, task, self.data, self.callbacks, pure=False,
-                                     key=f"fastnn-search-{spec['id']}-{until}-{id(task):x}")
+            # pure=False: a fresh key per submission, so a retry never gets the failed result
+            fut = self.client.submit(_dask_task, task, self.data, self.callbacks, pure=False)
             futures[fut] = task
         for fut in as_completed(futures):
             task = futures[fut]
