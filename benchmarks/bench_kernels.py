@@ -39,7 +39,8 @@ class Step:
         self.state = opt.bind(self.model.n_params, self.model.dtype)
         self.hyper = opt.hyper()
         # one update on the real buffers: compiles, and touches the freshly allocated state
-        optimizer_update(ADAM, params, self.grads, self.state, self.hyper, 1, 1.0, 0, params.size)
+        optimizer_update(ADAM, params, self.grads, self.state, self.hyper, 1, 1.0, 0, params.size,
+                         0.0)
         self.threads = compute_threads(sizes, batch_size)
         self.threads.__enter__()
 
@@ -56,4 +57,4 @@ class Step:
     def time_optimizer_update(self, batch_size, network):
         """Adam over all parameters (independent of the batch size)."""
         optimizer_update(ADAM, self.args[0], self.grads, self.state, self.hyper, 10, 1.0, 0,
-                         self.args[0].size)
+                         self.args[0].size, 0.0)

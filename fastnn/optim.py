@@ -139,7 +139,7 @@ class Optimizer:
         state = self.bind(params.size, params.dtype)
         self.step_count[0] += 1
         _k.optimizer_update(self.code, params, grads, state, hyper,
-                            int(self.step_count[0]), grad_scale, 0, params.size)
+                            int(self.step_count[0]), grad_scale, 0, params.size, 0.0)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

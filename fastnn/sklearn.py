@@ -197,11 +197,7 @@ class _BaseMLP(BaseEstimator):
                              f"{self.activation!r}")
         if self.solver not in SOLVERS:
             make_optimizer(self.solver, 1e-3)  # raises the clear error
-        alpha = _check_real(self.alpha, "alpha", low=0.0)
-        if alpha != 0.0:
-            raise ValueError(
-                f"alpha={self.alpha!r}: fastnn's compiled loop has no L2 penalty yet, and "
-                f"ignoring it would silently train another model; pass alpha=0.0")
+        _check_real(self.alpha, "alpha", low=0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_int(self.batch_size, "batch_size", 1)
         _check_real(self.learning_rate_init, "learning_rate_init", low=0.0, low_open=True)
@@ -257,8 +253,9 @@ class _BaseMLP(BaseEstimator):
             self.n_outputs_ = n_out
             self.out_activation_ = _OUT_NAMES[output]
         if not incremental or self._optimizer is None:  # scikit-learn: fit() starts afresh
-            self._optimizer = make_optimizer(self.solver,
-                                             self.learning_rate_init * self._sgd_scale(),
+            # the kernels' loss is _loss_scale x scikit-learn's: SGD steps at lr / scale
+            lr_scale = 1.0 / self._loss_scale if self.solver == "sgd" else 1.0
+            self._optimizer = make_optimizer(self.solver, self.learning_rate_init * lr_scale,
                                              self.momentum, self.nesterovs_momentum,
                                              self.beta_1, self.beta_2, self.epsilon)
         self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them
@@ -285,7 +282,8 @@ class _BaseMLP(BaseEstimator):
                           epochs=self._epochs + epochs, shuffle=bool(self.shuffle),
                           seed=self._shuffle_seed, callbacks=[conv],
                           clip_grad_norm=self.clip_grad_norm,
-                          verbose=1 if self.verbose else 0, device=self.device)
+                          verbose=1 if self.verbose else 0, device=self.device,
+                          alpha=float(self.alpha) * self._loss_scale)
         with one_thread_in_workers():
             self.n_threads_ = _threads.train_threads(self.model_.layer_sizes, batch)
             self.history_ = trainer.fit(X, targets, validation_data=validation,
@@ -350,7 +348,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters are scikit-learn's: hidden_layer_sizes, activation ('identity', 'logistic',
     'tanh', 'relu', and fastnn's 'leaky_relu', 'elu', 'gelu'), solver ('sgd', 'adam' and
-    fastnn's 'adamw', 'rmsprop', 'adagrad', 'adadelta'), alpha (0 only, for now), batch_size
+    fastnn's 'adamw', 'rmsprop', 'adagrad', 'adadelta'), alpha (the L2 penalty on the
+    weights, alpha * W / batch in the gradient, fused into the compiled loop), batch_size
     ('auto' = min(200, n)), learning_rate_init, max_iter (epochs), shuffle, random_state, tol,
     verbose, warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
     beta_1, beta_2, epsilon, n_iter_no_change; and fastnn's dtype ('float32' or 'float64'),
@@ -358,12 +357,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _val_score_key = "val_accuracy"
+    _loss_scale = 1.0  # the kernels' loss / scikit-learn's
 
     def _is_classifier(self):
         return True
-
-    def _sgd_scale(self):
-        return 1.0
 
     def _targets(self, y, first, incremental, classes):
         y = np.asarray(y)
@@ -439,19 +436,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     fitted attributes) trained by fastnn: identity output, squared error.
 
     The kernels minimize the mean squared error (torch's mse), twice scikit-learn's
-    squared_error: `loss_` and `loss_curve_` report half of it, and solver='sgd' steps with
-    learning_rate_init / 2, so that its steps are scikit-learn's (the adaptive solvers do not
-    depend on the gradient's scale). `validation_scores_` (early_stopping) are R^2 values.
+    squared_error: they train on twice scikit-learn's objective (alpha doubled), `loss_` and
+    `loss_curve_` report half of it, and solver='sgd' steps with learning_rate_init / 2, so
+    that its steps are scikit-learn's (the adaptive solvers do not depend on the gradient's
+    scale). `validation_scores_` (early_stopping) are R^2 values.
     Parameters: see MLPClassifier.
     """
 
     _val_score_key = "val_r2"
+    _loss_scale = 2.0  # the kernels' mse / scikit-learn's squared_error
 
     def _is_classifier(self):
         return False
-
-    def _sgd_scale(self):
-        return 0.5 if self.solver == "sgd" else 1.0
 
     def _targets(self, y, first, incremental, classes):
         y = np.asarray(y, dtype=np.float64)

@@ -107,6 +107,10 @@ class Trainer:
         fastnn.Callback. A callback stops training by setting trainer.stop_training = True.
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
+    alpha : float >= 0, scikit-learn's L2 penalty on the weight matrices (not the biases): a
+        batch of B rows adds alpha / 2 * sum(W^2) / B to its loss (in History's `loss`, not in
+        `val_loss`) and alpha * W / B to the weights' gradient, fused into the update after
+        clipping (like weight_decay; `grad_norm` is the data gradient's).
     verbose : 0 silent, 1 a progress bar.
     device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
         and optimizer state on the GPU for the whole fit (fastnn/cuda_trainer.py).
@@ -114,7 +118,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
                  seed=None, callbacks=None, clip_grad_norm=None, verbose=1,
-                 device="cpu"):
+                 device="cpu", alpha=0.0):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastnn.MLP, got {type(model).__name__}")
         if optimizer is None:
@@ -140,6 +144,7 @@ class Trainer:
         self.clip_grad_norm = (0.0 if clip_grad_norm is None else
                                check_number(clip_grad_norm, "clip_grad_norm", low=0.0,
                                             low_open=True))
+        self.alpha = check_number(alpha, "alpha", low=0.0)
         if not (isinstance(verbose, (numbers.Integral, np.bool_)) and verbose in (0, 1, 2)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
@@ -190,6 +195,7 @@ class Trainer:
         self.epochs = check_positive_int(self.epochs, "epochs")
         self.clip_grad_norm = (0.0 if self.clip_grad_norm is None else
                                check_number(self.clip_grad_norm, "clip_grad_norm", low=0.0))
+        self.alpha = check_number(self.alpha, "alpha", low=0.0)
         self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
@@ -294,7 +300,7 @@ class Trainer:
                             X, y_index, y_float, order, pos, self._chunk_steps, batch,
                             kargs[0], grads, *kargs[1:], loss_code,
                             opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
-                            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
+                            self.alpha, ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
                             grad_norms)
                     except BaseException:
                         roll_back()  # mid-epoch: back to the end of the last completed epoch

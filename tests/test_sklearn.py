@@ -17,9 +17,6 @@ EXPECTED_FAILURES = {
         # of rows, so predictions on a subset agree to float32 precision (a few 1e-7
         # relative), not to the check's rtol=1e-7; float64 models pass it
         "check_methods_subset_invariance": "float32 GEMM rounding depends on the row count",
-        # the check sets alpha=0.01 on every regressor with an alpha, and the L2 penalty is
-        # not in the compiled loop yet: the estimators refuse alpha != 0 rather than ignore it
-        "check_regressors_train": "alpha=0.01 (L2 penalty) not fused into the kernels yet",
     },
 }
 
@@ -28,8 +25,7 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILURES.get(type(estimator).__name__, {})
 
 
-@parametrize_with_checks([MLPClassifier(alpha=0.0, max_iter=100),
-                          MLPRegressor(alpha=0.0, max_iter=100)],
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
                          expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -150,7 +146,7 @@ def test_regressor_reports_half_mse_like_sklearn():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(alpha=1e-4), "alpha"),
+    (dict(alpha=-1e-4), "alpha"),
     (dict(solver="lbfgs"), "L-BFGS"),
     (dict(activation="softplus"), "activation"),
     (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
@@ -208,7 +204,8 @@ def test_grid_search_cv_picks_the_same_as_serial_with_processes():
 @pytest.mark.parametrize("kind", ["classifier", "binary", "regressor"])
 def test_sgd_trajectory_equals_sklearns_mlp(kind):
     """From the same weights, solver='sgd' (Nesterov momentum, minibatches with a short last
-    one, no shuffling) takes scikit-learn's steps: same loss_curve_ and weights in float64."""
+    one, no shuffling, the L2 penalty alpha) takes scikit-learn's steps: same loss_curve_ (its
+    loss formula, penalty included) and weights in float64."""
     from sklearn import neural_network as sk_nn
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 4))
@@ -218,7 +215,7 @@ def test_sgd_trajectory_equals_sklearns_mlp(kind):
     else:
         y = (X[:, 0] + X[:, 1] > 0).astype(int) + (kind == "classifier") * (X[:, 2] > 0.5)
         ours_cls, sk_cls = MLPClassifier, sk_nn.MLPClassifier
-    common = dict(hidden_layer_sizes=(7, 5), activation="tanh", solver="sgd", alpha=0.0,
+    common = dict(hidden_layer_sizes=(7, 5), activation="tanh", solver="sgd", alpha=0.3,
                   batch_size=16, learning_rate_init=0.05, momentum=0.9,
                   nesterovs_momentum=True, shuffle=False, n_iter_no_change=1000,
                   max_iter=1, warm_start=True, random_state=0)

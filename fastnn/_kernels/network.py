@@ -280,11 +280,12 @@ def _dot(u, v):
 @njit(cache=True)
 def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo, w_off,
                           b_off, prev_act, B, dz_off, dprev_off, has_prev, opt_code, opt_hyper,
-                          opt_state, step, scratch):
+                          opt_state, step, scratch, l2):
     """layer_backward for a few rows (B <= FUSED_MAX_ROWS) with the optimizer update of this
     thread's rows of W and entries of b fused in. db stays in grads (the gradient norm reads
     it); dW is never stored whole: returns the sum of squares of this thread's rows of it,
-    taken from each block while it is in cache. dx uses the weights from before the update."""
+    taken from each block while it is in cache. dx uses the weights from before the update.
+    l2 (alpha / B) is the L2 penalty's coefficient on W's rows (biases take none)."""
     j0, j1 = share(fo, tid, nth, ALIGN)
     i0, i1 = share(fi, tid, nth, ALIGN)
     sq_w = 0.0
@@ -294,6 +295,7 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
     # block -1 is this thread's part of b; one optimizer call site (each is a large inlined
     # body: fewer of them compile faster)
     for blk in range(-1, n_blocks):
+        decay = l2
         if blk < 0:
             if j1 <= j0:
                 continue
@@ -301,6 +303,7 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
             bias_grad(g, D, dz_off, fo, B, j0)
             lo = b_off + j0
             hi = b_off + j1
+            decay = 0.0
         else:
             ib = i0 + blk * rows
             ie = min(i1, ib + rows)
@@ -325,7 +328,7 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
                 sq_w += _dot64(g, g)
             lo = w_off + ib * fo
             hi = w_off + ie * fo
-        optimizer_update(opt_code, params, g, opt_state, opt_hyper, step, 1.0, lo, hi)
+        optimizer_update(opt_code, params, g, opt_state, opt_hyper, step, 1.0, lo, hi, decay)
     if has_prev and i1 > i0:
         activation_backward(_block(D, dprev_off, B, fi), _block(A, inp_off, B, fi),
                             _block(Z, inp_off, B, fi), prev_act, as_variable(0), B, i0,
@@ -335,12 +338,12 @@ def layer_backward_update(tid, nth, grads, D, A, Z, inp, inp_off, params, fi, fo
 
 @njit(cache=True)
 def _backward(tid, nth, sync, grads, D, A, Z, x, x_off, params, sizes, acts, w_off, b_off,
-              unit_off, B, fused, opt_code, opt_hyper, opt_state, step, scratch, sq_w):
+              unit_off, B, fused, opt_code, opt_hyper, opt_state, step, scratch, sq_w, l2):
     """Backpropagation in O(L) GEMMs: D's last block holds dL/dz_out on entry (from the loss);
     each layer turns its delta into dW, db and the previous layer's delta. grads is
     overwritten; with `fused`, W is updated instead (layer_backward_update) and only db
-    lands in grads and sq_w[l] gets this thread's part of ||dW_l||^2. Ends with every thread
-    past a barrier."""
+    lands in grads and sq_w[l] gets this thread's part of ||dW_l||^2 (l2: the L2 penalty's
+    coefficient for the fused update). Ends with every thread past a barrier."""
     L = acts.shape[0]
     for l in range(L - 1, -1, -1):
         has_prev = l > 0
@@ -351,7 +354,7 @@ def _backward(tid, nth, sync, grads, D, A, Z, x, x_off, params, sizes, acts, w_o
             sq_w[l] = layer_backward_update(
                 tid, nth, grads, D, A, Z, inp, inp_off, params, sizes[l], sizes[l + 1],
                 w_off[l], b_off[l], prev_act, B, B * unit_off[l], inp_off, has_prev, opt_code,
-                opt_hyper, opt_state, step, scratch)
+                opt_hyper, opt_state, step, scratch, l2)
         else:
             layer_backward(tid, nth, grads, D, A, Z, inp, inp_off, params, sizes[l],
                            sizes[l + 1], w_off[l], b_off[l], prev_act, B, B * unit_off[l],
@@ -393,7 +396,7 @@ def network_backward(grads, D, A, Z, x, params, sizes, acts, w_off, b_off, unit_
     _backward(as_variable(0), as_variable(1), sync, grads, D, A, Z, x.reshape(x.size), 0,
               params, sizes, acts, w_off, b_off, unit_off, B, False, 0,
               params[:0].astype(np.float64), params[:0].reshape(0, 0), 0, params[:0],
-              params[:0].astype(np.float64))
+              params[:0].astype(np.float64), 0.0)
 
 
 @njit(cache=True)
@@ -488,6 +491,20 @@ def layer_grad_sumsq(tid, nth, out, grads, x, x_off, D, A, sizes, w_off, b_off, 
     out[L] = sq_b
 
 
+@njit(cache=True)
+def _weights_sumsq(tid, nth, params, sizes, w_off):
+    """Sum of squares (float64) of this thread's rows of every weight matrix (the rows it
+    updates): summed over threads, sum(W^2) for the L2 penalty."""
+    total = 0.0
+    for l in range(sizes.shape[0] - 1):
+        fo = sizes[l + 1]
+        i0, i1 = share(sizes[l], tid, nth, ALIGN)
+        if i1 > i0:
+            w = params[w_off[l] + i0 * fo:w_off[l] + i1 * fo]
+            total += _dot64(w, w)
+    return total
+
+
 # status codes returned by train_steps
 RAN, DIVERGED, ABORTED = 0, 1, 2
 
@@ -495,13 +512,16 @@ RAN, DIVERGED, ABORTED = 0, 1, 2
 @njit(cache=True, nogil=True)
 def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                 params, grads, sizes, acts, w_off, b_off, unit_off, loss,
-                opt_code, opt_hyper, opt_state, opt_step, clip_norm,
+                opt_code, opt_hyper, opt_state, opt_step, clip_norm, alpha,
                 xb, yb_index, yb_float, A, Z, D, stats, grad_norms, tid, nth, sync, partial,
                 scratch):
     """Run up to n_steps minibatch steps over rows order[start:], with no Python in between.
 
     Step s uses rows order[start + s*batch_size : ... + batch_size] (the last batch may be
     short). Each step: gather, forward, loss, backward, optional norm clipping, fused update.
+    alpha > 0 adds scikit-learn's L2 penalty alpha / 2 * sum(W^2) / B to the batch's loss
+    (into stats[tid][0], as B times the mean) and alpha * W / B to the weights' gradient, in
+    the update (after clipping, like weight_decay).
     opt_step[0] is the optimizer's step counter (incremented per applied step). stats[tid]
     (4,) and grad_norms (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
 
@@ -541,6 +561,9 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                  scratch)
         mine[L + 1] = _loss(tid, nth, D, A, Z, yi, yf, sizes, acts, unit_off, loss, stats[tid],
                             B)
+        l2 = alpha / B
+        if alpha > 0.0:  # the penalty of the weights this step starts from
+            stats[tid, 0] += 0.5 * alpha * _weights_sumsq(tid, nth, params, sizes, w_off)
         if not barrier(sync, nth):
             status = ABORTED
             break
@@ -552,7 +575,8 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                 status = DIVERGED
                 break
         _backward(tid, nth, sync, grads, D, A, Z, xb, 0, params, sizes, acts, w_off, b_off,
-                  unit_off, B, fused, opt_code, opt_hyper, opt_state, step, scratch[tid], mine)
+                  unit_off, B, fused, opt_code, opt_hyper, opt_state, step, scratch[tid], mine,
+                  l2)
         layer_grad_sumsq(tid, nth, mine, grads, xb, 0, D, A, sizes, w_off, b_off, unit_off, B,
                          fused)
         if not barrier(sync, nth):
@@ -586,6 +610,7 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
             # they are still in its core's cache
             for seg in range(2 * L):
                 l = seg // 2
+                decay = l2
                 if seg % 2 == 0:
                     i0, i1 = share(sizes[l], tid, nth, ALIGN)
                     lo = w_off[l] + i0 * sizes[l + 1]
@@ -594,9 +619,10 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                     j0, j1 = share(sizes[l + 1], tid, nth, ALIGN)
                     lo = b_off[l] + j0
                     hi = b_off[l] + j1
+                    decay = 0.0
                 if hi > lo:
                     optimizer_update(opt_code, params, grads[lo:hi], opt_state, opt_hyper, step,
-                                     scale, lo, hi)
+                                     scale, lo, hi, decay)
             if not barrier(sync, nth):  # the next step reads every updated parameter
                 status = ABORTED
                 break
