@@ -153,7 +153,7 @@ def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
                     d_X, d_yi, d_yf, d_order, pos, trainer._chunk_steps, batch,
                     d_params, d_grads, sizes, acts, w_off, b_off, unit_off, loss_code,
                     opt.code, hyper, d_state, opt.step_count, trainer.clip_grad_norm,
-                    ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, row_loss, row_correct,
+                    trainer.alpha, ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, row_loss, row_correct,
                     d_grad_norms, bounds, partials, control, status)
                 bad = status.copy_to_host()[0] != 0  # waits for the chunk's kernels
                 elapsed = time.perf_counter() - tc

@@ -268,13 +268,25 @@ def test_optimizer_update(case, dt):
     for step in range(1, 5):
         g = rand(rng, n, dt)
         scale = 0.7 if step == 2 else 1.0
-        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale, 0, n)
+        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale, 0, n, 0.0)
         optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, step,
                                cuda.to_device(np.array([scale, 0.0])))
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
         close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
+    # the L2 penalty on the weight segments of bounds [0, 5, 7, 12, 13] (W_0 = 0:5, b_0 = 5:7,
+    # W_1 = 7:12, b_1 = 12:13): the CPU kernel applies it per segment, as the training loop
+    bounds = np.array([0, 5, 7, 12, 13])
+    g = rand(rng, n, dt)
+    for s in range(4):
+        lo, hi = bounds[s], bounds[s + 1]
+        cpu_optim.optimizer_update(code, p, g[lo:hi], state, hyper, 5, 1.0, lo, hi,
+                                   0.3 if s % 2 == 0 else 0.0)
+    optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, 5,
+                           cuda.to_device(np.array([1.0, 0.0])), 0.3, cuda.to_device(bounds))
+    close(d_p.copy_to_host(), p, dt, f"{case[0]} l2 params")
+    close(d_state.copy_to_host(), state, dt, f"{case[0]} l2 state")
     # control[1] set: the update is skipped entirely
     before = d_p.copy_to_host()
-    optim.optimizer_update(code, d_p, cuda.to_device(rand(rng, n, dt)), d_state, hyper, 5,
+    optim.optimizer_update(code, d_p, cuda.to_device(rand(rng, n, dt)), d_state, hyper, 6,
                            cuda.to_device(np.array([1.0, 1.0])))
     np.testing.assert_array_equal(d_p.copy_to_host(), before)

@@ -125,6 +125,21 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     control[1] = 1.0 if status[0] != 0 else 0.0
 
 
+@cuda.jit
+def add_penalty_kernel(row_loss, offset, B, partials, half_alpha):
+    """row_loss[offset + r] += alpha / 2 * sum(W^2) / B for the B rows of a batch (so the
+    batch's rows sum to the penalty), from the sum-of-squares partials of params' segments
+    (weights at the even segments)."""
+    r = cuda.grid(1)
+    if r >= B:
+        return
+    sumsq = 0.0
+    for s in range(0, partials.shape[0], 2):
+        for blk in range(partials.shape[1]):
+            sumsq += partials[s, blk]
+    row_loss[offset + r] += half_alpha * sumsq / B
+
+
 # ---------------------------------------------------------------------------- launchers
 def network_forward(A, Z, x, params, sizes, acts, w_off, b_off, unit_off):
     """Forward pass of the whole network on x (B, sizes[0]); the output lands in A's last
@@ -210,14 +225,16 @@ def layer_grad_norms(grad_norms, grads, bounds, partials, control, clip_norm, st
 
 def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
                 params, grads, sizes, acts, w_off, b_off, unit_off, loss,
-                opt_code, opt_hyper, opt_state, opt_step, clip_norm,
+                opt_code, opt_hyper, opt_state, opt_step, clip_norm, alpha,
                 xb, yb_index, yb_float, A, Z, D, row_loss, row_correct,
                 grad_norms, bounds, partials, control, status):
     """Launch up to n_steps minibatch steps over rows order[start:] (device arrays except the
     model description, opt_hyper and opt_step, which live on the host). Each step: gather,
     forward, loss, backward, gradient norms + clipping + divergence check, fused update; the
     update is skipped on the device once status[0] is set. opt_step[0] counts launched
-    steps. Returns the number of steps launched (nothing is synchronised here)."""
+    steps. alpha > 0: scikit-learn's L2 penalty, alpha / 2 * sum(W^2) / B per batch spread
+    over its rows' losses and alpha * W / B in the weights' update (as the CPU loop). Returns
+    the number of steps launched (nothing is synchronised here)."""
     N = order.shape[0]
     n_in = X.shape[1]
     k = sizes[sizes.shape[0] - 1]
@@ -236,10 +253,15 @@ def train_steps(X, y_index, y_float, order, start, n_steps, batch_size,
         yf = no_float if by_index else _block(yb_float, 0, B, k)
         forward_loss_backward(grads, D, A, Z, x, yi, yf, params, sizes, acts, w_off, b_off,
                               unit_off, loss, row_loss, row_correct, pos, status)
+        if alpha > 0.0:  # the penalty of the weights this step starts from
+            _sumsq_kernel(NORM_THREADS)[(partials.shape[1], partials.shape[0]), NORM_THREADS](
+                partials, params, bounds)
+            add_penalty_kernel[(B + _dense.THREADS - 1) // _dense.THREADS, _dense.THREADS](
+                row_loss, pos, B, partials, 0.5 * alpha)
         layer_grad_norms(grad_norms, grads, bounds, partials, control, clip_norm, status)
         opt_step[0] += 1
         optimizer_update(opt_code, params, grads, opt_state, opt_hyper, int(opt_step[0]),
-                         control)
+                         control, alpha / B, bounds)
         done += 1
     return done
 

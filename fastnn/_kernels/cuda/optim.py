@@ -10,10 +10,14 @@ check run on the device (see network.clip_and_check), so the launchers take `con
 float64 device array: control[0] multiplies every gradient element (clipping, 1 otherwise),
 and control[1] != 0 means "do not update" (a non-finite loss or gradient in this step).
 p, g (n,) and state (n_slots, n) are device arrays in the parameter dtype; hyper is the host
-float64 array; step counts from 1.
+float64 array; step counts from 1. `l2` (scikit-learn's L2 penalty, alpha / B) is added to the
+weight decay of the elements inside the weight segments `bounds` (segment_bounds: [w_0, b_0,
+w_1, ..., end], weights at even positions), as the CPU loop passes it for weight rows only.
 """
+import functools
 import math
 
+import numpy as np
 from numba import cuda
 
 from ..optim import ADADELTA, ADAGRAD, ADAM, RMSPROP, SGD
@@ -21,19 +25,31 @@ from . import dense as _dense
 
 
 # ---------------------------------------------------------------------------- kernels
+@cuda.jit(device=True)
+def in_weights(i, bounds):
+    """Whether element i lies in a weight matrix (an even segment of bounds)."""
+    for s in range(0, bounds.shape[0] - 1, 2):
+        if bounds[s] <= i < bounds[s + 1]:
+            return True
+    return False
+
+
 @cuda.jit
-def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control):
+def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, wd_w_, bounds, nesterov, first,
+               control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
     lr = t(lr_)
     momentum = t(momentum_)
     damp = t(damp_)
-    wd = t(wd_)
+    wd_b = t(wd_)
+    wd_w = t(wd_w_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
+        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         if momentum_ != 0.0:
             if first:
@@ -50,7 +66,7 @@ def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control
 
 @cuda.jit
 def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_, one_m_b2_,
-                wd_l2_, decay_, amsgrad, control):
+                wd_l2_, wd_l2_w_, bounds, decay_, amsgrad, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -60,14 +76,17 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
     one_m_b1 = t(one_m_b1_)
     beta2 = t(beta2_)
     one_m_b2 = t(one_m_b2_)
-    wd_l2 = t(wd_l2_)
+    wd_l2_b = t(wd_l2_)
+    wd_l2_w = t(wd_l2_w_)
     decay = t(decay_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        pi = p[i] * decay
-        gi = g[i] * scale + wd_l2 * pi
+        wd_l2 = wd_l2_w if in_weights(i, bounds) else wd_l2_b
+        p0 = p[i]
+        pi = p0 * decay
+        gi = g[i] * scale + wd_l2 * p0
         mi = state[0, i] + one_m_b1 * (gi - state[0, i])
         vi = beta2 * state[1, i] + one_m_b2 * gi * gi
         state[0, i] = mi
@@ -80,17 +99,19 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
 
 
 @cuda.jit
-def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
+def adagrad_kernel(p, g, state, clr_, wd_, wd_w_, bounds, eps_, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
     clr = t(clr_)
-    wd = t(wd_)
+    wd_b = t(wd_)
+    wd_w = t(wd_w_)
     eps = t(eps_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
+        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         si = state[0, i] + gi * gi
         state[0, i] = si
@@ -98,7 +119,7 @@ def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
 
 
 @cuda.jit
-def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
+def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, wd_w_, bounds, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -106,11 +127,13 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
     rho = t(rho_)
     one_m_rho = t(one_m_rho_)
     eps = t(eps_)
-    wd = t(wd_)
+    wd_b = t(wd_)
+    wd_w = t(wd_w_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
+        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         vi = rho * state[0, i] + one_m_rho * gi * gi
         dx = math.sqrt(state[1, i] + eps) / math.sqrt(vi + eps) * gi
@@ -120,8 +143,8 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
 
 
 @cuda.jit
-def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_, centered,
-                   buf_slot, gbar_slot, control):
+def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, wd_w_, bounds, momentum_,
+                   centered, buf_slot, gbar_slot, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -129,12 +152,14 @@ def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_,
     alpha = t(alpha_)
     one_m_alpha = t(one_m_alpha_)
     eps = t(eps_)
-    wd = t(wd_)
+    wd_b = t(wd_)
+    wd_w = t(wd_w_)
     momentum = t(momentum_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
+        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         vi = alpha * state[0, i] + one_m_alpha * gi * gi
         state[0, i] = vi
@@ -157,16 +182,23 @@ def _grid(n):
     return max(min((n + threads - 1) // threads, 65536), 1), threads
 
 
-def sgd_update(p, g, state, hyper, step, control):
+@functools.cache
+def _no_bounds():
+    """An empty device bounds array: no weight segments (no L2 penalty anywhere)."""
+    return cuda.to_device(np.zeros(1, dtype=np.int64))
+
+
+def sgd_update(p, g, state, hyper, step, control, l2, bounds):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (the first gradient at step 1, as torch)."""
     grid, threads = _grid(p.shape[0])
     sgd_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                              1.0 - float(hyper[2]), float(hyper[3]), hyper[4] != 0.0,
-                              step == 1, control)
+                              1.0 - float(hyper[2]), float(hyper[3]) + 0.0,
+                              float(hyper[3]) + l2, bounds, hyper[4] != 0.0, step == 1,
+                              control)
 
 
-def adam_update(p, g, state, hyper, step, control):
+def adam_update(p, g, state, hyper, step, control, l2, bounds):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad,
     decoupled]; state[0] = m, state[1] = v, state[2] = max v (amsgrad).
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps); the two bias corrections are
@@ -178,35 +210,39 @@ def adam_update(p, g, state, hyper, step, control):
     grid, threads = _grid(p.shape[0])
     adam_kernel[grid, threads](p, g, state, lr / bc1, 1.0 / math.sqrt(bc2), float(hyper[3]),
                                1.0 - b1, b2, 1.0 - b2,
-                               0.0 if decoupled else float(hyper[4]),
+                               0.0 if decoupled else float(hyper[4]) + 0.0,
+                               l2 if decoupled else float(hyper[4]) + l2, bounds,
                                1.0 - lr * float(hyper[4]) if decoupled else 1.0,
                                hyper[5] != 0.0, control)
 
 
-def adagrad_update(p, g, state, hyper, step, control):
+def adagrad_update(p, g, state, hyper, step, control, l2, bounds):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value,
     eps]; state[0] = sum of squared gradients. lr_t = lr / (1 + (t - 1) lr_decay) on the host."""
     grid, threads = _grid(p.shape[0])
     adagrad_kernel[grid, threads](p, g, state, float(hyper[0]) / (1.0 + (step - 1) * hyper[1]),
-                                  float(hyper[2]), float(hyper[4]), control)
+                                  float(hyper[2]) + 0.0, float(hyper[2]) + l2, bounds,
+                                  float(hyper[4]), control)
 
 
-def adadelta_update(p, g, state, hyper, step, control):
+def adadelta_update(p, g, state, hyper, step, control, l2, bounds):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay]; state = [v, u]."""
     grid, threads = _grid(p.shape[0])
     adadelta_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                   1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
+                                   1.0 - float(hyper[1]), float(hyper[2]),
+                                   float(hyper[3]) + 0.0, float(hyper[3]) + l2, bounds,
                                    control)
 
 
-def rmsprop_update(p, g, state, hyper, step, control):
+def rmsprop_update(p, g, state, hyper, step, control, l2, bounds):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state = [v, momentum buffer (momentum > 0), mean gradient (centered)]."""
     use_momentum = hyper[4] > 0.0
     centered = hyper[5] != 0.0
     grid, threads = _grid(p.shape[0])
     rmsprop_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                  1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
+                                  1.0 - float(hyper[1]), float(hyper[2]),
+                                  float(hyper[3]) + 0.0, float(hyper[3]) + l2, bounds,
                                   float(hyper[4]), centered, 1, 2 if use_momentum else 1,
                                   control)
 
@@ -215,10 +251,12 @@ _UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
             ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
 
 
-def optimizer_update(code, p, g, state, hyper, step, control):
-    """Dispatch on the optimizer code (host side); one fused kernel launch."""
+def optimizer_update(code, p, g, state, hyper, step, control, l2=0.0, bounds=None):
+    """Dispatch on the optimizer code (host side); one fused kernel launch. l2 * p joins the
+    gradient of the elements in the weight segments of the device array `bounds`."""
     try:
         update = _UPDATES[code]
     except KeyError:
         raise ValueError(f"unknown optimizer code {code!r}") from None
-    update(p, g, state, hyper, step, control)
+    update(p, g, state, hyper, step, control, float(l2),
+           _no_bounds() if bounds is None else bounds)
