@@ -72,12 +72,12 @@ def test_serial_and_threads_give_the_same_table():
 def test_each_candidate_is_an_ordinary_fit():
     """Candidate i of a search is a plain Trainer fit seeded from (seed, i): rebuilt by hand
     from its spec, it reproduces the table's row."""
-    res = run(space={"hidden": [[8]], "lr": [1e-2]}, patience=100)
+    res = run(space={"hidden": [[8]], "lr": [1e-2], "alpha": [0.5]}, patience=100)
     X, y, (Xv, yv) = data()
     init_seed, shuffle_seed = np.random.SeedSequence([0, 0]).generate_state(2)
     model = fastnn.MLP([6, 8, 3], output="softmax", seed=int(init_seed))
     hist = fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-2), batch_size=32, epochs=12,
-                          seed=int(shuffle_seed), verbose=0).fit(X, y,
+                          seed=int(shuffle_seed), alpha=0.5, verbose=0).fit(X, y,
                                                                  validation_data=(Xv, yv))
     row = res.table[0]
     assert row["score"] == min(hist.history["val_loss"])

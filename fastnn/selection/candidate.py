@@ -18,9 +18,10 @@ from ..optim import OPTIMIZERS
 from ..trainer import Trainer, TrainingDiverged
 
 # what a space may set besides the chosen optimizer's own arguments (torch's names)
-MODEL_KEYS = ("hidden", "activation", "optimizer", "lr", "batch_size", "clip_grad_norm")
+MODEL_KEYS = ("hidden", "activation", "optimizer", "lr", "batch_size", "clip_grad_norm",
+              "alpha")
 DEFAULTS = {"hidden": [64], "activation": "relu", "optimizer": "adam", "lr": 1e-3,
-            "batch_size": 32, "clip_grad_norm": None}
+            "batch_size": 32, "clip_grad_norm": None, "alpha": 0.0}
 HISTORY_SKIP = ("time", "samples_per_sec")  # wall-clock values: not part of a result
 
 
@@ -119,6 +120,7 @@ def train(spec, data, checkpoint, until, callbacks=()):
         s = settings(spec["params"])
         trainer = Trainer(model, optimizer, batch_size=s["batch_size"], epochs=until,
                           seed=spec["shuffle_seed"], clip_grad_norm=s["clip_grad_norm"],
+                          alpha=s["alpha"],
                           callbacks=[tracker, *(copy.deepcopy(cb) for cb in callbacks)],
                           verbose=0)
         try:

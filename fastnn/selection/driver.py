@@ -161,9 +161,10 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
     ----------
     space : dict name -> list of values (grid) or scipy.stats distribution (random draws), or
         a fixed value. Names: hidden (int or list of widths), activation, optimizer (a
-        fastnn.optim name), lr, batch_size (None: full batch), clip_grad_norm, and the chosen
-        optimizer's own arguments (momentum, weight_decay, betas, ...); defaults: hidden [64],
-        relu, adam, lr 1e-3, batch_size 32.
+        fastnn.optim name), lr, batch_size (None: full batch), clip_grad_norm, alpha (the L2
+        penalty, Trainer(alpha=)), and the chosen optimizer's own arguments (momentum,
+        weight_decay, betas, ...); defaults: hidden [64], relu, adam, lr 1e-3, batch_size 32,
+        alpha 0.
     X, y : training data. Integer/string labels (fastnn.data.class_labels' rule) make it a
         classification (softmax, cross-entropy); other targets a regression (mse).
     validation_data : (X_val, y_val); else `val_size` of X is split off (stratified, seeded).
