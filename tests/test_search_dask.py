@@ -107,3 +107,14 @@ def test_grid_search_cv_under_joblib_dask_backend(client):
     assert on_dask.best_params_ == serial.best_params_
     np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
                                   serial.cv_results_["mean_test_score"])
+
+
+def test_cli_search_on_a_scheduler(client, capsys):
+    pytest.importorskip("sklearn")
+    from fastnn import cli
+    argv = ["search", "--hidden", "16,32", "--lr", "1e-2", "--max-epochs", "3", "--quiet",
+            "--scheduler", client.scheduler.address]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["id", "params", "status"] and out[3].startswith("chosen")
+    assert out[4].startswith("test: loss")
