@@ -7,7 +7,6 @@ test, standardized on the training part; candidates are ranked on the validation
 chosen one is scored on the test part once.
 """
 import argparse
-import sys
 
 
 def _list(convert, what):
@@ -44,10 +43,13 @@ def _positive(text):
     return value
 
 
-def add_search_parser(sub):
-    """Register `fastnn search` on the subparsers of fastnn's command line."""
-    s = sub.add_parser("search", help="search hyperparameters on validation data, test once",
-                       description=__doc__.splitlines()[0])
+SEARCH_DESCRIPTION = ("Search hyperparameters (comma lists are grid values) with early "
+                      "stopping on the validation part of the bundled digits data or of --data; "
+                      "prints the table, the chosen parameters and one test score.")
+
+
+def add_search_arguments(s):
+    """The arguments of `fastnn search` (registered in fastnn/cli.py's COMMANDS)."""
     s.add_argument("--data", help="a .npz file with arrays X and y, or a .csv whose last column "
                                   "is the label (default: scikit-learn's digits)")
     s.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
@@ -76,18 +78,20 @@ def add_search_parser(sub):
     s.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    return s
 
 
 def search_command(args):
     import fastnn
 
-    from .cli import load_data
+    from .data import load_split
 
     if args.val_size <= 0:
         raise ValueError("fastnn search ranks candidates on validation data: --val-size > 0")
-    X_train, X_val, X_test, y_train, y_val, y_test, _ = load_data(
-        args.data, args.val_size, args.test_size, args.seed, args.task)
+    split = load_split(args.data, args.val_size, args.test_size, args.seed, args.task)
+    # standardized with the training part's statistics only
+    X_train, X_val, X_test = ((x - split.mean) / split.std
+                              for x in (split.X_train, split.X_val, split.X_test))
+    y_train, y_val, y_test = split.y_train, split.y_val, split.y_test
     space = {"hidden": args.hidden, "activation": args.activation,
              "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
     client = None
@@ -125,6 +129,3 @@ def search_command(args):
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-    sys.exit(main(["search", *sys.argv[1:]]))

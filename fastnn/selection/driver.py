@@ -407,6 +407,8 @@ def _drive(specs, rungs, factor, mode, executor, journal, max_retries, refit, cl
     best = ranked[0]
     ckpt = _load(journal, checkpoints[best["id"]])
     model = candidate.best_model(by_id[best["id"]], ckpt) if refit else None
+    if model is not None and classes is not None:
+        model.classes_ = classes  # predict_labels gives the labels searched on
     history = History()
     n = len(next(iter(ckpt["history"].values()), []))
     for e in range(n):
