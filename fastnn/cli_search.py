@@ -52,6 +52,8 @@ def add_search_arguments(s):
     """The arguments of `fastnn search` (registered in fastnn/cli.py's COMMANDS)."""
     s.add_argument("--data", help="a .npz file with arrays X and y, or a .csv whose last column "
                                   "is the label (default: scikit-learn's digits)")
+    s.add_argument("--label-column", metavar="NAME|INDEX", default=None,
+                   help="the CSV column holding the labels (default: the last)")
     s.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
     s.add_argument("--hidden", type=_list(_hidden, "layer widths"), default=[[64]],
                    help="hidden layers per candidate, comma-separated; 128-64 is two layers "
@@ -87,7 +89,8 @@ def search_command(args):
 
     if args.val_size <= 0:
         raise ValueError("fastnn search ranks candidates on validation data: --val-size > 0")
-    split = load_split(args.data, args.val_size, args.test_size, args.seed, args.task)
+    split = load_split(args.data, args.val_size, args.test_size, args.seed, args.task,
+                       args.label_column)
     # standardized with the training part's statistics only
     X_train, X_val, X_test = ((x - split.mean) / split.std
                               for x in (split.X_train, split.X_val, split.X_test))

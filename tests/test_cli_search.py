@@ -1,6 +1,7 @@
 """`fastnn search` on the command line."""
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")  # the default data set is scikit-learn's digits
@@ -40,3 +41,17 @@ def test_bad_values_are_one_line_errors(argv, match, capsys):
 def test_search_errors_are_reported(capsys):
     assert cli.main(["search", "--val-size", "0", "--quiet"]) == 2
     assert "--val-size" in capsys.readouterr().err
+
+
+def test_search_on_a_csv_with_named_labels(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    names = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    lines = ["label,a,b,c"] + [f"{n},{a:.6f},{b:.6f},{c:.6f}" for n, (a, b, c) in zip(names, X)]
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    argv = ["search", "--data", str(path), "--label-column", "label", "--hidden", "4,8",
+            "--lr", "1e-2", "--max-epochs", "5", "--quiet"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3].startswith("chosen") and out[4].startswith("test: loss")
