@@ -195,10 +195,18 @@ def test_regression_and_argument_errors():
     with pytest.raises(ValueError, match="momentum"):
         fastnn.search({"momentum": [0.9]}, Xc, yc, validation_data=val)  # Adam has none
     with pytest.raises(ValueError, match="n_candidates"):
-        fastnn.search({"lr": st.loguniform(1e-3, 1e-1)}, Xc, yc, strategy="random")
+        fastnn.search({"lr": [1e-3]}, Xc, yc, strategy="grid", n_candidates=3)
+    # draws without n_candidates: RandomizedSearchCV's 10, halving factor ** rungs
+    res = fastnn.search({"lr": st.loguniform(1e-3, 1e-1)}, Xc, yc, validation_data=val,
+                        strategy="random", max_epochs=1)
+    assert len(res.table) == 10
+    res = fastnn.search({"lr": st.loguniform(1e-3, 1e-1)}, Xc, yc, validation_data=val,
+                        strategy="halving", min_epochs=1, max_epochs=2, factor=2)
+    assert len(res.table) == 4 and sum(r["epochs"] == 2 for r in res.table) == 2
     with pytest.raises(ValueError, match="strategy"):
         fastnn.search(SPACE, Xc, yc, strategy="bayes")
     assert driver._rungs(1, 9, 3) == [1, 3, 9] and driver._rungs(2, 10, 3) == [2, 6, 10]
+    assert driver._rungs(11, 100, 3) == [11, 33, 100]  # not 99 and then 1 more
 
 
 def test_table_prints_and_converts():

@@ -144,10 +144,17 @@ def _encode(y, classes, name):
 
 
 def _rungs(min_epochs, max_epochs, factor):
-    """Epoch budgets of successive halving: min_epochs * factor^i, the last max_epochs."""
+    """Epoch budgets of successive halving: min_epochs * factor^i while within max_epochs,
+    the last stretched to max_epochs (a final rung shorter than the one before it would add
+    too little to rank on: 11, 33, 99 of 100 become 11, 33, 100)."""
     out = [min_epochs]
-    while out[-1] < max_epochs:
-        out.append(min(out[-1] * factor, max_epochs))
+    while out[-1] * factor <= max_epochs:
+        out.append(out[-1] * factor)
+    if out[-1] < max_epochs:
+        if len(out) > 1 and max_epochs - out[-1] < out[-1] - out[-2]:
+            out[-1] = max_epochs
+        else:
+            out.append(max_epochs)
     return out
 
 
@@ -168,11 +175,12 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
     X, y : training data. Integer/string labels (fastnn.data.class_labels' rule) make it a
         classification (softmax, cross-entropy); other targets a regression (mse).
     validation_data : (X_val, y_val); else `val_size` of X is split off (stratified, seeded).
-    strategy : "grid" (every combination), "random" (n_candidates draws) or "halving"
+    strategy : "grid" (every combination), "random" (n_candidates draws, default 10) or "halving"
         (successive halving over epochs with synchronous rungs: every candidate trains
         min_epochs, the best 1/factor continue from their checkpoints to factor x as many
         epochs, ..., up to max_epochs; promotion depends only on the finished rung, ties
-        by candidate id). Halving takes the grid when n_candidates is None, else draws.
+        by candidate id). Halving takes the grid of a space of lists when n_candidates is
+        None, else n_candidates draws (default factor ** rungs: `factor` reach the last rung).
     min_epochs : halving's first rung (default max_epochs // factor**2), and for every
         strategy the epochs before early stopping may stop a candidate.
     max_epochs, patience : each candidate trains up to max_epochs, stopping after `patience`
@@ -257,14 +265,17 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
     data = (Xa, ya, Xva, yva)
 
     # ---- candidates
-    if strategy == "grid" or (strategy == "halving" and n_candidates is None):
-        if n_candidates is not None:
-            raise ValueError("strategy='grid' trains every combination; n_candidates is for "
-                             "'random' and 'halving'")
+    rungs = _rungs(min_epochs, max_epochs, factor) if strategy == "halving" else [max_epochs]
+    draws = any(spaces.is_distribution(v) for v in space.values())
+    if strategy == "grid" and n_candidates is not None:
+        raise ValueError("strategy='grid' trains every combination; n_candidates is for "
+                         "'random' and 'halving'")
+    if strategy == "grid" or (strategy == "halving" and n_candidates is None and not draws):
         params_list = spaces.grid(space)
     else:
         if n_candidates is None:
-            raise ValueError("strategy='random' needs n_candidates")
+            # RandomizedSearchCV's n_iter=10; halving: enough for `factor` in the last rung
+            n_candidates = 10 if strategy == "random" else factor ** len(rungs)
         params_list = spaces.sample(space, n_candidates, [seed, 0x5EA])
     mode = OBJECTIVES[objective]
     specs = []
@@ -276,7 +287,6 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
                       "output": output, "dtype": dtype, "init_seed": init_seed,
                       "shuffle_seed": shuffle_seed, "objective": objective, "mode": mode,
                       "patience": patience, "min_epochs": min_epochs})
-    rungs = _rungs(min_epochs, max_epochs, factor) if strategy == "halving" else [max_epochs]
 
     journal = None
     if directory is not None:
