@@ -118,20 +118,46 @@ def _current(select):
     return min(counts) if counts else 1
 
 
+# The BLAS pools are process-wide: calls that overlap (predict from several threads, a fit
+# beside a predict) share one setting, made by the first and restored by the last. Without
+# the count, one call's restore could leave the pools at another call's limits for good.
+_limits_lock = threading.Lock()
+_limits_users = 0
+_limits_restore = None
+
+
 def limit(layer_sizes, batch, loop_threads=1):
     """Set the pools for steps on `batch` rows: kernel BLAS at blas_threads(...) (never above
     its current setting), or at 1 when fastnn's own loop runs on loop_threads > 1 threads
     (each calls BLAS single-threaded); numpy's BLAS at 1. Returns a function that restores
-    them."""
-    kernel, other = _pools()
-    wanted = 1 if loop_threads > 1 else blas_threads(layer_sizes, batch)
-    n = min(wanted, _current(kernel))
-    kernel_limit = kernel.limit(limits=n)
-    other_limit = other.limit(limits=1)
+    them. While another fastnn call holds the pools (another thread, or a fit around this
+    call) they stay as that call set them, and are restored when the last call ends."""
+    global _limits_users, _limits_restore
+    with _limits_lock:
+        if _limits_users == 0:
+            kernel, other = _pools()
+            wanted = 1 if loop_threads > 1 else blas_threads(layer_sizes, batch)
+            n = min(wanted, _current(kernel))
+            kernel_limit = kernel.limit(limits=n)
+            other_limit = other.limit(limits=1)
+
+            def restore_pools():
+                other_limit.restore_original_limits()
+                kernel_limit.restore_original_limits()
+            _limits_restore = restore_pools
+        _limits_users += 1
+    released = []
 
     def restore():
-        other_limit.restore_original_limits()
-        kernel_limit.restore_original_limits()
+        global _limits_users, _limits_restore
+        with _limits_lock:
+            if released:  # a second call of the same restore changes nothing
+                return
+            released.append(True)
+            _limits_users -= 1
+            if _limits_users == 0:
+                _limits_restore, undo = None, _limits_restore
+                undo()
     return restore
 
 

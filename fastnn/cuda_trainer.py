@@ -79,7 +79,8 @@ def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
     train_var = _mean_target_variance(y_float) if not classifier else None
     val_var = _mean_target_variance(val[2]) if not classifier and val is not None else None
     sizes, acts, w_off, b_off, unit_off = model._kernel_args()[1:]
-    state = opt.bind(model.n_params, dt)
+    code, hyper, state = opt._kernel_args(model.params)  # checked, bound to this model
+    clip = trainer.clip_grad_norm  # read once: validated by fit
 
     # everything the fit touches, on the device once
     d_X = cuda.to_device(np.ascontiguousarray(X))
@@ -136,9 +137,19 @@ def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
         trainer._callbacks("on_train_begin", {})
         for epoch in range(initial_epoch, trainer.epochs):
             trainer._callbacks("on_epoch_begin", epoch, {})
+            # read once per epoch: schedules change lr, callbacks any setting; a new state
+            # layout (momentum switched on, amsgrad, ...) takes effect here
+            code, hyper, bound = opt._kernel_args(model.params)
+            if bound is not state:  # a new layout, or a state loaded or reset by a callback
+                state = bound
+                d_state = cuda.to_device(state)
+                new_state = np.empty_like(state)
+            if trainer.callbacks:  # callbacks may replace the weights or the state
+                d_params.copy_to_device(model.params)
+                if state.size:
+                    d_state.copy_to_device(state)
             good_step = int(opt.step_count[0])
             committed = False
-            hyper = opt.hyper()  # read once per epoch: schedules change lr between epochs
             order = (shuffle_order(trainer.shuffle_seed, epoch, N) if trainer.shuffle
                      else np.arange(N, dtype=np.int64))
             d_order.copy_to_device(order)
@@ -152,8 +163,8 @@ def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
                 done = K.train_steps(
                     d_X, d_yi, d_yf, d_order, pos, trainer._chunk_steps, batch,
                     d_params, d_grads, sizes, acts, w_off, b_off, unit_off, loss_code,
-                    opt.code, hyper, d_state, opt.step_count, trainer.clip_grad_norm,
-                    trainer.alpha, ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, row_loss, row_correct,
+                    code, hyper, d_state, opt.step_count, clip, trainer.alpha,
+                    ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, row_loss, row_correct,
                     d_grad_norms, bounds, partials, control, status)
                 bad = status.copy_to_host()[0] != 0  # waits for the chunk's kernels
                 elapsed = time.perf_counter() - tc
@@ -204,12 +215,7 @@ def fit_cuda(trainer, X, y_index, y_float, val, initial_epoch=0):
             committed = True
             history.record(epoch, logs)
             trainer._show_epoch(bar, epoch, logs)
-            if trainer.callbacks:
-                trainer._callbacks("on_epoch_end", epoch, logs)
-                # callbacks may replace the weights (or the lr, read at the next epoch)
-                d_params.copy_to_device(model.params)
-                if state.size:
-                    d_state.copy_to_device(state)
+            trainer._callbacks("on_epoch_end", epoch, logs)  # changes reach the device above
             if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                 raise KeyboardInterrupt
             if trainer.stop_training:

@@ -309,24 +309,14 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
-        # the model travels as architecture + parameters (coefs_/intercepts_ are rebuilt as
-        # views into it), so the views survive pickle/deepcopy/clone
-        state = super().__getstate__()
-        state = dict(state)
+        # coefs_/intercepts_ are views into model_.params: rebuilt after unpickling (the model
+        # and the optimizer bound to its parameters travel together, one buffer for both)
+        state = dict(super().__getstate__())
         state.pop("coefs_", None)
         state.pop("intercepts_", None)
-        if "model_" in state:
-            model = state["model_"]
-            state["model_"] = {"config": model.config(), "params": model.params.copy()}
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
-        packed = state.get("model_")
-        if isinstance(packed, dict):
-            model = MLP(**packed["config"])
-            model.params = packed["params"]
-            state["model_"] = model
         super().__setstate__(state)
         if "model_" in state:
             self._set_views()

@@ -176,6 +176,11 @@ class Trainer:
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
             Keras) held out as validation data when validation_data is not given.
 
+        X, y and validation_data are copied when fit starts (as Keras does): changing the
+        arrays during fit (a callback relabelling, another thread) does not reach this fit.
+        So are the Trainer's own settings (batch_size, clip_grad_norm, ...); the optimizer's
+        hyperparameters are checked and read again at every epoch boundary.
+
         Errors leave a consistent state: the model's weights, the optimizer's state and
         step count, and `trainer.history` all describe the end of the last completed epoch
         (then callbacks such as EarlyStopping(restore_best_weights=True) restore their best).
@@ -198,7 +203,9 @@ class Trainer:
         self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
-        X = model.preprocess(X, "X")  # checked, and standardized if the model says so
+        # fit trains on its own copies (as Keras does): a callback or another thread editing
+        # X or y meanwhile cannot change what was validated
+        X = model.preprocess(X, "X", copy=True)  # checked, standardized if the model says so
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
@@ -210,7 +217,7 @@ class Trainer:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = model.preprocess(validation_data[0], "validation_data[0]")
+            Xv = model.preprocess(validation_data[0], "validation_data[0]", copy=True)
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:
@@ -233,7 +240,9 @@ class Trainer:
         ws = Workspace(model, batch)
         val_ws = Workspace(model, min(EVAL_BATCH, val[0].shape[0])) if val is not None else None
         grads = np.zeros_like(model.params)
-        state = opt.bind(model.n_params, model.dtype)
+        # settings checked, the optimizer bound to this model (another model's raises)
+        opt_code, hyper, state = opt._kernel_args(model.params)
+        clip = self.clip_grad_norm  # read once: validated by fit
         loss_code = LOSSES[self.loss]
         classifier = self.loss != "mse"
         # R^2 = 1 - mse / mean_j var(y_j): the target variances are computed once per fit
@@ -280,10 +289,14 @@ class Trainer:
             self._callbacks("on_train_begin", {})
             for epoch in range(initial_epoch, self.epochs):
                 self._callbacks("on_epoch_begin", epoch, {})
+                # read once per epoch: schedules change lr, callbacks any setting; a new state
+                # layout (momentum switched on, amsgrad, ...) takes effect here
+                opt_code, hyper, state = opt._kernel_args(model.params)
                 np.copyto(good_params, model.params)
+                if good_state.shape != state.shape:
+                    good_state = np.empty_like(state)
                 np.copyto(good_state, state)
                 good_step = int(opt.step_count[0])
-                hyper = opt.hyper()  # read once per epoch: schedules change lr between epochs
                 order = (shuffle_order(self.shuffle_seed, epoch, N) if self.shuffle
                          else np.arange(N, dtype=np.int64))
                 stats[:] = 0
@@ -298,8 +311,8 @@ class Trainer:
                             n_threads, partial, scratch,
                             X, y_index, y_float, order, pos, self._chunk_steps, batch,
                             kargs[0], grads, *kargs[1:], loss_code,
-                            opt.code, hyper, state, opt.step_count, self.clip_grad_norm,
-                            self.alpha, ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
+                            opt_code, hyper, state, opt.step_count, clip, self.alpha,
+                            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
                             grad_norms)
                     except BaseException:
                         roll_back()  # mid-epoch: back to the end of the last completed epoch
@@ -445,18 +458,22 @@ def _r2_score(mse, mean_var):
 
 def _catch_sigint(flag):
     """Turn Ctrl-C into a flag read at the next chunk boundary (the compiled loop cannot be
-    interrupted safely mid-step). Returns a function that restores the previous handler."""
+    interrupted safely mid-step). Returns a function that restores the previous handler.
+
+    Only where Python itself would deliver SIGINT to a Python handler (the main thread, with
+    a Python-level handler such as the default KeyboardInterrupt one): an ignored SIGINT
+    (SIG_IGN, a background job), the OS default (SIG_DFL: the process dies) and a handler
+    installed from C are left exactly as they are."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     try:
         previous = signal.getsignal(signal.SIGINT)
-        if previous is None:  # installed from C: leave it alone
+        if not callable(previous):  # SIG_IGN, SIG_DFL, or None (installed from C)
             return lambda: None
 
         def handler(signum, frame):
             if flag:  # second Ctrl-C: stop waiting for the chunk
-                previous_handler = previous if callable(previous) else signal.default_int_handler
-                previous_handler(signum, frame)
+                previous(signum, frame)
             flag.append(True)
 
         signal.signal(signal.SIGINT, handler)

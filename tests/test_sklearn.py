@@ -117,6 +117,7 @@ def test_fitted_attributes_are_views_and_survive_pickle():
         copy.coefs_[0][...] = 0  # still a view into model_.params
         assert not copy.model_.params[:40].any()
         np.testing.assert_array_equal(clf.predict_proba(X), p)  # the original is untouched
+        copy.partial_fit(X, y)  # the optimizer is still bound to the copy's parameters
     assert clone(clf).get_params() == clf.get_params()
 
 
