@@ -54,8 +54,17 @@ def client():
     faulthandler.cancel_dump_traceback_later()
 
 
-def test_dask_table_equals_serial(client):
+def test_dask_table_equals_serial(client, monkeypatch):
+    scattered = []
+    real_scatter = client.scatter
+
+    def counting_scatter(data, **kwargs):
+        scattered.append(kwargs.get("broadcast"))
+        return real_scatter(data, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", counting_scatter)
     on_dask = run(client=client)
+    assert scattered == [True]  # the data went to every worker once, not once per candidate
     assert deterministic(on_dask.table) == deterministic(run().table)
     np.testing.assert_array_equal(on_dask.best_model.params, run().best_model.params)
 
