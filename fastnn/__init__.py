@@ -5,6 +5,7 @@
                              epochs=20).fit(X, y, validation_data=(Xv, yv))
 """
 from . import optim, schedules
+from ._warmup import warmup
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .data import train_val_test_split
 from .diagnostics import GradientReport, diagnose
@@ -31,4 +32,5 @@ __all__ = [
     "schedules",
     "search",
     "train_val_test_split",
+    "warmup",
 ]

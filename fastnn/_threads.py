@@ -1,11 +1,11 @@
 """Thread settings around fit, evaluate and predict.
 
 Why this exists: the numpy and scipy wheels each ship their own OpenBLAS, each with its own
-thread pool, and fastnn's kernels call scipy's (or MKL, sequential, when it is installed:
-_kernels/blas.py). An OpenBLAS worker keeps spinning for a while after each call, so two
-pools (or one pool and another process) busy on the same cores slow GEMMs severalfold (a
-2-thread pool with another process on the second core made 64-128-64-10 steps 7.6x slower
-here). fastnn therefore decides:
+thread pool, and fastnn's kernels call scipy's (or MKL, sequential, when it is installed and
+the CPU is an Intel one: _kernels/blas.py). An OpenBLAS worker keeps spinning for a while
+after each call, so two pools (or one pool and another process) busy on the same cores slow
+GEMMs severalfold (a 2-thread pool with another process on the second core made 64-128-64-10
+steps 7.6x slower here). fastnn therefore decides:
 
 - the training loop itself, and evaluate/predict, run on `train_threads(...)` threads
   (`run_on_threads`): all cores when a step has enough work (fastnn/_kernels/sync.py: each
@@ -219,4 +219,5 @@ def describe():
     gemms = "scipy's BLAS"
     if blas.BACKEND == "mkl":
         gemms = "MKL (sequential)" if blas.MKL_SEQUENTIAL else "MKL"
-    return f"{cores()} cores; training GEMMs call {gemms}; " + "; ".join(parts)
+    return (f"{cores()} cores; training GEMMs call {gemms} ({blas.CHOICE_REASON}); "
+            + "; ".join(parts))

@@ -3,7 +3,8 @@
 `fastnn train` fits an MLP on a data file (or, without --data, scikit-learn's bundled digits,
 offline), split into train/validation/test, and prints the test metric; the saved model carries
 its input standardization and class names. `fastnn predict` applies a saved model to raw
-rows, `fastnn evaluate` reports its metric on a labelled file, `fastnn search` selects
+rows, `fastnn evaluate` reports its metric on a labelled file. `fastnn warmup` compiles and
+caches the kernels ahead of time (fastnn/_warmup.py). `fastnn search` selects
 hyperparameters on the validation part and scores the chosen model on the test part once
 (fastnn/cli_search.py).
 
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _warmup
 from .cli_search import SEARCH_DESCRIPTION, add_search_arguments, search_command
 
 
@@ -340,6 +342,7 @@ COMMANDS = (
              "Print a saved model's accuracy (classifiers) or R^2 (regression) on the labelled "
              "rows of --data, as fastnn train prints its test metric, and its loss.",
              _add_evaluate_arguments, evaluate),
+    _Command("warmup", _warmup.HELP, _warmup.DESCRIPTION, _warmup.add_arguments, _warmup.main),
     _Command("search", "search hyperparameters on validation data, test once",
              SEARCH_DESCRIPTION, add_search_arguments, search_command),
 )
