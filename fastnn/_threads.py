@@ -28,9 +28,12 @@ import os
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 from ._kernels import blas
-from ._kernels.network import new_sync
-from ._kernels.sync import SYNC_ABORT
+from ._kernels.bundles import Data, Team
+from ._kernels.steps import evaluate_batches
+from ._kernels.sync import SYNC_ABORT, new_sync
 
 # BLAS runs on all cores when the step's largest GEMM has at least this many multiply-adds,
 # or its weight matrix at least this many elements; else on one thread.
@@ -171,20 +174,21 @@ def compute_threads(layer_sizes, batch, loop_threads=1):
         restore()
 
 
-def run_on_threads(kernel, n_threads, args, tail=()):
-    """kernel(*args, tid, n_threads, sync, *tail) run by n_threads threads together, the
-    calling thread as thread 0 (fastnn/_kernels/sync.py: train_steps, evaluate_batches);
+def run_on_threads(kernel, n_threads, args, partial, scratch):
+    """kernel(*args, team) run by n_threads threads together, the calling thread as thread 0,
+    team = Team(tid, n_threads, sync, partial, scratch) (fastnn/_kernels/bundles.py:
+    train_steps, evaluate_batches);
     returns thread 0's result. An exception on any thread raises the shared abort flag, so the
     others leave their barriers, and is re-raised here once all have stopped."""
     sync = new_sync()
     if n_threads == 1:
-        return kernel(*args, 0, 1, sync, *tail)
+        return kernel(*args, Team(0, 1, sync, partial, scratch))
     results = [None] * n_threads
     errors = []
 
     def work(tid):
         try:
-            results[tid] = kernel(*args, tid, n_threads, sync, *tail)
+            results[tid] = kernel(*args, Team(tid, n_threads, sync, partial, scratch))
         except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
             errors.append(e)
             sync[SYNC_ABORT] = 1
@@ -195,7 +199,7 @@ def run_on_threads(kernel, n_threads, args, tail=()):
             workers.append(threading.Thread(target=work, args=(tid,), name=f"fastnn-{tid}",
                                             daemon=True))
             workers[-1].start()
-        results[0] = kernel(*args, 0, n_threads, sync, *tail)
+        results[0] = kernel(*args, Team(0, n_threads, sync, partial, scratch))
     except BaseException:
         sync[SYNC_ABORT] = 1  # workers already started leave their barriers
         raise
@@ -206,6 +210,21 @@ def run_on_threads(kernel, n_threads, args, tail=()):
     if errors:
         raise errors[0]
     return results[0]
+
+
+def evaluate_on_threads(network, params, X, y_index, y_float, B, loss_code, out, ws, n_threads,
+                        scratch):
+    """evaluate_batches over X in batches of B on n_threads threads, with workspace ws
+    (capacity >= B) and the k-split scratch; the caller has set the BLAS pools (limit). The
+    one runner of predict, evaluate and fit's validation. Returns the summed stats (4,)."""
+    stats = np.zeros((n_threads, 4))
+    run_on_threads(evaluate_batches, n_threads,
+                   (Data(X, y_index, y_float), B, params, network, loss_code, ws.buffers, stats,
+                    out), _NO_PARTIAL, scratch)
+    return stats.sum(axis=0)
+
+
+_NO_PARTIAL = np.zeros((1, 0))  # evaluate_batches keeps no per-step sums
 
 
 def describe():

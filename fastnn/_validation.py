@@ -1,5 +1,10 @@
 """Input checks that run before any kernel: Numba does no bounds checking, so a shape the kernel
-did not expect would corrupt memory instead of raising. Every error names the argument."""
+did not expect would corrupt memory instead of raising. Every error names the argument.
+
+One vocabulary for every public entry point (MLP, Trainer, optimizers, schedules, callbacks,
+data, io): a value of the wrong kind (a str for a number, a float for a count, a bool where an
+integer or a flag is meant) is a TypeError; a value of the right kind outside its range is a
+ValueError, and so is anything that is not one of a fixed set of choices (check_choice)."""
 import numbers
 
 import numpy as np
@@ -12,6 +17,15 @@ def check_positive_int(value, name, allow_none=False):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_count(value, name):
+    """A non-negative integer (patience, cooldown, epochs to wait)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
 
 
@@ -59,7 +73,7 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
-def _numeric(a, name):
+def as_numeric(a, name):
     """np.asarray(a), refused unless its dtype is bool, integer or real floating point (no
     object, str, bytes, complex, datetime, timedelta or structured arrays)."""
     try:
@@ -103,7 +117,7 @@ def _as_finite(arr, dtype, name, copy=False):
 def check_features(X, n_features, dtype, name="X", copy=False):
     """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused).
     copy=True returns an array that shares no memory with X (fit trains on its own copy)."""
-    arr = _numeric(X, name)
+    arr = as_numeric(X, name)
     if arr.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape "
@@ -126,7 +140,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     Both results are fastnn's own arrays, never views of y, and are checked after the copy:
     the kernels index memory by the labels, so a label changed after this check (by a
     callback, or by another thread while a kernel runs) must not reach them."""
-    arr = _numeric(y, name)
+    arr = as_numeric(y, name)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
     if arr.shape[0] != n_samples:

@@ -20,7 +20,8 @@ DTYPES = ("float32", "float64")
 
 
 def _kernels():
-    from ._kernels.network import evaluate_batches, fp_mode, set_fp_mode, train_steps
+    from ._kernels.fpmode import fp_mode, set_fp_mode
+    from ._kernels.steps import evaluate_batches, train_steps
 
     return {"train_steps": train_steps, "evaluate_batches": evaluate_batches,
             "fp_mode": fp_mode, "set_fp_mode": set_fp_mode}

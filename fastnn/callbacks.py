@@ -15,13 +15,12 @@ A callback stops training by setting `self.trainer.stop_training = True` in on_e
 EarlyStopping and ModelCheckpoint follow Keras 3 (keras.callbacks), argument for argument.
 """
 import math
-import numbers
 import os
 import warnings
 
 import numpy as np
 
-from ._validation import check_choice, check_flag, check_number
+from ._validation import check_choice, check_count, check_flag, check_number
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint"]
 
@@ -71,13 +70,6 @@ def _check_monitor(monitor):
     return monitor
 
 
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
-
 
 def _missing_key_message(what, monitor, logs):
     available = ", ".join(sorted(logs)) or "none"
@@ -118,12 +110,12 @@ class EarlyStopping(Callback):
         super().__init__()
         self.monitor = _check_monitor(monitor)
         self.min_delta = abs(check_number(min_delta, "min_delta"))
-        self.patience = _check_count(patience, "patience")
+        self.patience = check_count(patience, "patience")
         self.verbose = int(verbose)
         self.mode = _resolve_mode(mode, self.monitor)
         self.baseline = None if baseline is None else check_number(baseline, "baseline")
         self.restore_best_weights = check_flag(restore_best_weights, "restore_best_weights")
-        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
+        self.start_from_epoch = check_count(start_from_epoch, "start_from_epoch")
         self._best_params = None  # preallocated copy of model.params (restore_best_weights)
         self._reset()
 

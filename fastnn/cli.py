@@ -189,9 +189,9 @@ def train(args):
     if args.patience is not None and args.val_size == 0:
         raise ValueError("--patience needs a validation set: pass --val-size > 0")
     if args.plot is not None:
-        from .plot import _matplotlib
+        from .plot import require_matplotlib
         try:
-            _matplotlib()  # fail before training, not after it
+            require_matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
     for option, path in (("--save", args.save), ("--plot", args.plot)):
@@ -263,8 +263,8 @@ def _cells(values):
 def predict(args):
     import fastnn
 
+    from ._files import atomic_write_bytes
     from .data import load_features
-    from .io import _atomic_write_bytes
 
     if args.output is not None:
         check_output_path(args.output, "--output")
@@ -296,7 +296,7 @@ def predict(args):
     if args.output is None:
         sys.stdout.write(text.getvalue())
     else:
-        _atomic_write_bytes(args.output, text.getvalue().encode())
+        atomic_write_bytes(args.output, text.getvalue().encode())
         _stderr(f"fastnn: wrote {len(rows)} predictions to {args.output}")
     return 0
 

@@ -27,11 +27,12 @@ import hashlib
 import json
 import numbers
 import os
-import secrets
-import stat
 import struct
 
 import numpy as np
+
+from ._files import as_path, atomic_write_bytes
+from .model import DTYPES, HIDDEN_ACTIVATIONS, INITS, MLP, OUTPUT_ACTIVATIONS
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "load_state", "save_model",
            "save_state"]
@@ -49,15 +50,6 @@ _MODEL_KEYS = ("format", "format_version", "layer_sizes", "activations", "output
 
 
 # --------------------------------------------------------------------------- generic state files
-def _as_path(path, name="path"):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    return path
-
-
 def _checksum(arrays, metadata):
     """SHA-256 hex digest over the metadata items and (name, dtype, shape, bytes) of each
     array, in name order: a renamed metadata key is caught as well as a flipped weight."""
@@ -107,63 +99,6 @@ def _check_metadata(metadata):
     return dict(metadata)
 
 
-def _atomic_write_bytes(path, data):
-    """Write `data` to `path` so that readers see either the old file or the complete new one.
-
-    The bytes go to a fresh temp file in the same directory (os.replace is only atomic within
-    one file system), are fsync'ed, then renamed over `path`. On any error, including
-    KeyboardInterrupt, the temp file is removed and an existing `path` is left untouched.
-    A symlink is written through (its target is replaced, the link stays), and an existing
-    file keeps its permission bits (a new one gets the umask's, as open() would give)."""
-    if os.path.islink(path):
-        path = os.path.realpath(path)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:  # no such file yet (or unreadable metadata: the umask decides)
-        mode = None
-    directory, base = os.path.split(os.path.abspath(path))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        # (name capped so that a long target name cannot make it exceed NAME_MAX)
-        tmp = os.path.join(directory, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
-        try:
-            # O_EXCL: never clobber a file someone else created; mode 0o666 lets the umask
-            # decide the final permissions like a plain open() would (mkstemp forces 0o600)
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        if mode is not None:
-            os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory):
-    """Persist the rename itself (POSIX); best effort, not possible on every platform."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_state(path, arrays, metadata=None):
     """Atomically write named arrays and str -> str metadata to a safetensors file.
 
@@ -176,12 +111,12 @@ def save_state(path, arrays, metadata=None):
     """
     import safetensors.numpy
 
-    path = _as_path(path)
+    path = as_path(path)
     arrays = _prepare(arrays)
     meta = _check_metadata(metadata)
     meta[_CHECKSUM_KEY] = _checksum(arrays, meta)
     data = safetensors.numpy.save(arrays, metadata=meta)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 def _json_depth(raw, chunk=1 << 20):
@@ -303,7 +238,7 @@ def _load_state(path):
     """(arrays, metadata, checksum_verified); see load_state."""
     import safetensors.numpy
 
-    path = _as_path(path)
+    path = as_path(path)
     data, header = _read_checked(path)
     try:
         raw = safetensors.numpy.load(data)
@@ -381,7 +316,6 @@ def _meta_json(meta, key, path):
 
 def _parse_architecture(meta, path):
     """(layer_sizes, activations, output, dtype name, init) from model metadata, validated."""
-    from .model import DTYPES, HIDDEN_ACTIVATIONS, INITS, OUTPUT_ACTIVATIONS
 
     fmt = meta.get("format")
     if fmt != FORMAT_NAME:
@@ -433,9 +367,8 @@ def load_model(path):
     corrupted files, and inconsistent ones (tensor names, shapes or dtypes that disagree with
     the metadata, unknown activations). Non-finite weights are kept as they are.
     """
-    from .model import MLP
 
-    path = _as_path(path)
+    path = as_path(path)
     arrays, meta, verified = _load_state(path)
     sizes, acts, output, dtype, init = _parse_architecture(meta, path)
     if not verified:

@@ -8,10 +8,12 @@ import numpy as np
 from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
-from ._kernels.network import evaluate_batches, forward_loss_backward, scratch_size
+from ._kernels.bundles import Activations, Network
+from ._kernels.layer import scratch_size
+from ._kernels.network import forward_loss_backward
 from ._validation import (
-    _numeric,
     all_finite,
+    as_numeric,
     check_choice,
     check_features,
     check_positive_int,
@@ -63,18 +65,22 @@ def resolve_loss(loss, output):
 
 
 class Workspace:
-    """Activation, pre-activation and delta buffers for batches of up to `capacity` rows."""
+    """Activation, pre-activation and delta buffers for batches of up to `capacity` rows;
+    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU)."""
 
-    def __init__(self, model, capacity):
+    def __init__(self, model, capacity, empty=np.empty):
         units = int(np.sum(model.layer_sizes[1:]))
         dt = model.dtype
         self.capacity = capacity
-        self.A = np.empty(capacity * units, dtype=dt)  # act(z), every layer
-        self.Z = np.empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
-        self.D = np.empty(capacity * units, dtype=dt)  # deltas dL/dz
-        self.xb = np.empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
-        self.yb_index = np.empty(capacity, dtype=np.int64)
-        self.yb_float = np.empty(capacity * model.layer_sizes[-1], dtype=dt)
+        self.A = empty(capacity * units, dtype=dt)  # act(z), every layer
+        self.Z = empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
+        self.D = empty(capacity * units, dtype=dt)  # deltas dL/dz
+        self.xb = empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
+        self.yb_index = empty(capacity, dtype=np.int64)
+        self.yb_float = empty(capacity * model.layer_sizes[-1], dtype=dt)
+        # the same buffers as the kernels take them
+        self.buffers = Activations(self.xb, self.yb_index, self.yb_float, self.A, self.Z,
+                                   self.D)
 
 
 class MLP:
@@ -174,7 +180,7 @@ class MLP:
         self.initialize(seed)
 
     # derived attributes, rebuilt rather than copied: views into _params and the workspace pool
-    _DERIVED = ("_weights", "_biases", "_ws_pool", "_ws_lock")
+    _DERIVED = ("_weights", "_biases", "_layout", "_ws_pool", "_ws_lock")
 
     def _derived(self):
         sizes, L = self._layer_sizes, len(self._layer_sizes) - 1
@@ -187,6 +193,8 @@ class MLP:
             for l in range(L))
         self._biases = tuple(self._params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
                              for l in range(L))
+        self._layout = Network(self._sizes, self._acts, self._w_off, self._b_off,
+                               self._unit_off)
         self._ws_pool = []  # idle predict/evaluate workspaces
         self._ws_lock = threading.Lock()
 
@@ -234,7 +242,7 @@ class MLP:
 
     @params.setter
     def params(self, values):
-        arr = _numeric(values, "params")
+        arr = as_numeric(values, "params")
         if arr.shape != self._params.shape:
             raise ValueError(f"params must have shape ({self._params.size},) for layer_sizes "
                              f"{list(self.layer_sizes)}, got {arr.shape}")
@@ -327,7 +335,7 @@ class MLP:
         for value, name in ((mean, "mean"), (std, "std")):
             if value is None:
                 raise ValueError(f"{name} is None: pass both mean and std, or both None")
-            arr = _numeric(value, name).astype(np.float64)
+            arr = as_numeric(value, name).astype(np.float64)
             if arr.shape != (self.n_inputs,):
                 raise ValueError(f"{name} must have shape ({self.n_inputs},), one value per "
                                  f"input, got {arr.shape}")
@@ -347,7 +355,7 @@ class MLP:
         standardized X is always a new array)."""
         if self._input_mean is None:
             return check_features(X, self.n_inputs, self.dtype, name, copy=copy)
-        arr = _numeric(X, name)
+        arr = as_numeric(X, name)
         # checked in its own float dtype (no copy), standardized in float64 blocks of about
         # 8 MB: no float64 copy of a large X beside the result
         arr = check_features(arr, self.n_inputs,
@@ -436,8 +444,11 @@ class MLP:
         return copy.deepcopy(self)
 
     # ------------------------------------------------------------------ compute
-    def _kernel_args(self):
-        return (self.params, self._sizes, self._acts, self._w_off, self._b_off, self._unit_off)
+    @property
+    def layout(self):
+        """The architecture as the kernels read it: a Network bundle (fastnn/_kernels/
+        bundles.py) of int64 arrays, sizes, acts, w_off, b_off and unit_off."""
+        return self._layout
 
     @contextmanager
     def _workspace(self, batch_size):
@@ -497,7 +508,7 @@ class MLP:
         B = min(batch_size, X.shape[0])
         stats = self._evaluate_batches(X, y_index, y_float, B, LOSSES[loss],
                                        np.empty((0, self.n_outputs), self.dtype))
-        return _loss_from_stats(stats, loss), _accuracy_from_stats(stats, loss)
+        return _loss_from_stats(stats), _accuracy_from_stats(stats, loss)
 
     def _evaluate_batches(self, X, y_index, y_float, B, loss_code, out):
         """evaluate_batches over X in batches of B on all cores that the work warrants (the
@@ -506,19 +517,8 @@ class MLP:
         scratch = np.empty((n_threads, scratch_size(self.layer_sizes) if n_threads > 1 else 0),
                            self.dtype)
         with _threads.compute_threads(self.layer_sizes, B, n_threads), self._workspace(B) as ws:
-            return self._evaluate_on_threads(X, y_index, y_float, B, loss_code, out, ws,
-                                             n_threads, scratch)
-
-    def _evaluate_on_threads(self, X, y_index, y_float, B, loss_code, out, ws, n_threads,
-                             scratch):
-        """evaluate_batches on n_threads threads with workspace ws (capacity >= B) and the
-        k-split scratch; the caller has set the BLAS pools. Returns the summed stats (4,)."""
-        stats = np.zeros((n_threads, 4))
-        _threads.run_on_threads(
-            evaluate_batches, n_threads,
-            (X, y_index, y_float, B, *self._kernel_args(), loss_code, ws.xb, ws.A, ws.Z, ws.D,
-             stats, out), (scratch,))
-        return stats.sum(axis=0)
+            return _threads.evaluate_on_threads(self.layout, self.params, X, y_index, y_float,
+                                                B, loss_code, out, ws, n_threads, scratch)
 
     def loss_and_grad(self, X, y, loss=None):
         """Full-batch mean loss and its gradient: (float, flat array in the layout of params)."""
@@ -529,9 +529,9 @@ class MLP:
         grad = np.empty_like(self.params)
         stats = np.zeros(4)
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
-            forward_loss_backward(grad, ws.D, ws.A, ws.Z, X, y_index, y_float,
-                                  *self._kernel_args(), LOSSES[loss], stats)
-        return _loss_from_stats(stats, loss), grad
+            forward_loss_backward(grad, ws.buffers, X, y_index, y_float, self.params,
+                                  self.layout, LOSSES[loss], stats)
+        return _loss_from_stats(stats), grad
 
     def save(self, path):
         """Write the model to a safetensors file (see fastnn.load)."""
@@ -555,11 +555,13 @@ def _human_bytes(n):
     return f"{n:.1f} GiB"
 
 
-def _loss_from_stats(stats, loss):
+def _loss_from_stats(stats):
+    """The mean per-sample loss from summed stats (see losses.loss_forward_backward)."""
     return float(stats[0] / stats[1]) if stats[1] else float("nan")
 
 
 def _accuracy_from_stats(stats, loss):
+    """Correct over counted predictions; None for mse (no classes)."""
     if loss == "mse" or not stats[3]:
         return None
     return float(stats[2] / stats[3])

@@ -15,7 +15,8 @@ import numbers
 import numpy as np
 
 from ._kernels import optim as _k
-from ._validation import check_number
+from ._kernels.bundles import OptimizerState
+from ._validation import check_flag, check_number
 
 
 def _check_betas(betas):
@@ -25,12 +26,6 @@ def _check_betas(betas):
     return (check_number(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
             check_number(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True))
 
-
-def _check_flag(value, name):
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
-                                               and value in (0, 1)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 _STEP_MAX = np.iinfo(np.int64).max
@@ -289,8 +284,9 @@ class Optimizer:
         grad_scale = check_number(grad_scale, "grad_scale", low=0.0)
         code, hyper, state = self._kernel_args(params)
         self._step_count[0] += 1
-        _k.optimizer_update(code, params, grads, state, hyper,
-                            int(self._step_count[0]), grad_scale, 0, params.size, 0.0)
+        _k.optimizer_update(OptimizerState(code, hyper, state, self._step_count, 0.0, 0.0),
+                            params, grads, int(self._step_count[0]), grad_scale, 0,
+                            params.size, 0.0)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -312,7 +308,7 @@ class SGD(Optimizer):
         self.momentum = check_number(momentum, "momentum", low=0.0)
         self.dampening = check_number(dampening, "dampening")
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
-        self.nesterov = _check_flag(nesterov, "nesterov")
+        self.nesterov = check_flag(nesterov, "nesterov")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"nesterov=True requires momentum > 0 and dampening = 0, got "
                              f"momentum={self.momentum}, dampening={self.dampening}")
@@ -412,7 +408,7 @@ class RMSprop(Optimizer):
         self.eps = check_number(eps, "eps", low=0.0)
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
         self.momentum = check_number(momentum, "momentum", low=0.0)
-        self.centered = _check_flag(centered, "centered")
+        self.centered = check_flag(centered, "centered")
 
 
     def hyperparameters(self):
@@ -441,7 +437,7 @@ class Adam(Optimizer):
         self.betas = _check_betas(betas)
         self.eps = check_number(eps, "eps", low=0.0)
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
-        self.amsgrad = _check_flag(amsgrad, "amsgrad")
+        self.amsgrad = check_flag(amsgrad, "amsgrad")
 
 
     def hyperparameters(self):

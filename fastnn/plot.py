@@ -9,13 +9,16 @@ import os
 
 import numpy as np
 
+from ._files import as_path, atomic_write_bytes
+
 __all__ = ["plot_grad_norms", "plot_history", "plot_learning_curves"]
 
 _METRICS = (("accuracy", "accuracy"), ("r2", "R$^2$"))
 _LOG_SPAN = 10.0  # a loss panel whose values span more than this factor is drawn in log scale
 
 
-def _matplotlib():
+def require_matplotlib():
+    """matplotlib's Figure and Agg canvas; ImportError with the install hint without it."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -26,9 +29,9 @@ def _matplotlib():
 
 
 def _check_history(history):
-    from .trainer import History
-
-    if not isinstance(history, History):
+    # a fastnn.History, recognised by what the plots read (this module imports no trainer)
+    if not (isinstance(getattr(history, "history", None), dict)
+            and isinstance(getattr(history, "epoch", None), list)):
         raise TypeError(f"history must be a fastnn.History (returned by Trainer.fit), got "
                         f"{type(history).__name__}")
     if not history.epoch:
@@ -116,7 +119,7 @@ def plot_history(history, path=None, title=None, dpi=100):
     the per-layer gradient norms. Writes a PNG (or any format matplotlib infers from the
     extension) atomically when `path` is given. Returns the matplotlib Figure."""
     _check_history(history)
-    Figure, FigureCanvasAgg = _matplotlib()
+    Figure, FigureCanvasAgg = require_matplotlib()
     panels = [("loss", "loss")]
     panels += [(k, label) for k, label in _METRICS if k in history.history]
     has_norms = history.grad_norms.size > 0
@@ -139,10 +142,8 @@ def plot_history(history, path=None, title=None, dpi=100):
 
 def _save(fig, path, dpi):
     """Render in memory, then write atomically: a crash never leaves half a PNG."""
-    from .io import _as_path, _atomic_write_bytes
-
-    path = _as_path(path)
+    path = as_path(path)
     ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     buf = io.BytesIO()
     fig.savefig(buf, format=ext, dpi=dpi)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())

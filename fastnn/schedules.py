@@ -13,17 +13,9 @@ ends. The rules are torch's chainable ("recursive") forms, so a schedule compose
 to optimizer.lr by others exactly as in torch.
 """
 import math
-import numbers
 
-from ._validation import check_choice, check_number, check_positive_int
+from ._validation import check_choice, check_count, check_number, check_positive_int
 from .optim import Optimizer
-
-
-def _check_count(value, name):
-    """A non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 class LRSchedule:
@@ -134,10 +126,10 @@ class ReduceLROnPlateau(LRSchedule):
         super().__init__(optimizer)
         self.mode = check_choice(mode, "mode", ("min", "max"))
         self.factor = check_number(factor, "factor", low=0.0, high=1.0, high_open=True)
-        self.patience = _check_count(patience, "patience")
+        self.patience = check_count(patience, "patience")
         self.threshold = check_number(threshold, "threshold", low=0.0)
         self.threshold_mode = check_choice(threshold_mode, "threshold_mode", ("rel", "abs"))
-        self.cooldown = _check_count(cooldown, "cooldown")
+        self.cooldown = check_count(cooldown, "cooldown")
         self.min_lr = check_number(min_lr, "min_lr", low=0.0)
         self.eps = check_number(eps, "eps", low=0.0)
         if not isinstance(monitor, str):

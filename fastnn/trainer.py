@@ -12,15 +12,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _threads
-from ._kernels.network import (
-    ABORTED,
-    DIVERGED,
-    fp_mode,
-    scratch_size,
-    set_fp_mode,
-    train_steps,
-)
+from ._steps import open_steps
 from ._validation import (
     all_finite,
     check_flag,
@@ -30,11 +22,10 @@ from ._validation import (
     check_targets,
 )
 from .data import validation_split_indices
-from .model import LOSSES, MLP, Workspace, resolve_loss
+from .model import MLP, resolve_loss
 from .optim import Adam, Optimizer
 
 CHUNK_SECONDS = 0.1  # how long the compiled loop runs before Python looks at the world again
-EVAL_BATCH = 1024
 
 
 class TrainingDiverged(FloatingPointError):
@@ -110,9 +101,10 @@ class Trainer:
         batch of B rows adds alpha / 2 * sum(W^2) / B to its loss (in History's `loss`, not in
         `val_loss`) and alpha * W / B to the weights' gradient, fused into the update after
         clipping (like weight_decay; `grad_norm` is the data gradient's).
-    verbose : 0 silent, 1 a progress bar.
+    verbose : 0 silent; 1 or 2 a progress bar (2, Keras' one line per epoch, is accepted and
+        shows the same bar).
     device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
-        and optimizer state on the GPU for the whole fit (fastnn/cuda_trainer.py).
+        and optimizer state on the GPU for the whole fit (fastnn/_steps/cuda.py).
     """
 
     def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
@@ -199,7 +191,6 @@ class Trainer:
         self.epochs = check_positive_int(self.epochs, "epochs")
         self.clip_grad_norm = (0.0 if self.clip_grad_norm is None else
                                check_number(self.clip_grad_norm, "clip_grad_norm", low=0.0))
-        self.alpha = check_number(self.alpha, "alpha", low=0.0)
         self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
@@ -213,6 +204,7 @@ class Trainer:
                 or not 0 <= initial_epoch < self.epochs:
             raise ValueError(f"initial_epoch must be an integer in [0, epochs={self.epochs}), "
                              f"got {initial_epoch!r}")
+        self.alpha = check_number(self.alpha, "alpha", low=0.0)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -231,42 +223,31 @@ class Trainer:
         return self._run(X, y_index, y_float, val, int(initial_epoch))
 
     def _run(self, X, y_index, y_float, val, initial_epoch):
-        if self.device == "cuda":
-            from .cuda_trainer import fit_cuda
-            return fit_cuda(self, X, y_index, y_float, val, initial_epoch)
+        """The epoch loop, once for both devices: the step backend (fastnn/_steps) runs the
+        compiled steps, everything between chunks happens here."""
         model, opt = self.model, self.optimizer
         N = X.shape[0]
         batch = N if self.batch_size is None else min(self.batch_size, N)
-        ws = Workspace(model, batch)
-        val_ws = Workspace(model, min(EVAL_BATCH, val[0].shape[0])) if val is not None else None
-        grads = np.zeros_like(model.params)
         # settings checked, the optimizer bound to this model (another model's raises)
         opt_code, hyper, state = opt._kernel_args(model.params)
-        clip = self.clip_grad_norm  # read once: validated by fit
-        loss_code = LOSSES[self.loss]
         classifier = self.loss != "mse"
         # R^2 = 1 - mse / mean_j var(y_j): the target variances are computed once per fit
         train_var = _mean_target_variance(y_float) if not classifier else None
         val_var = (_mean_target_variance(val[2]) if not classifier and val is not None
                    else None)
-        kargs = model._kernel_args()
-        # the last finite point, restored if training diverges
+        # the end of the last completed epoch, restored if training diverges or fails
         good_params = model.params.copy()
         good_state = state.copy()
         good_step = int(opt.step_count[0])
+        committed = True  # whether the model holds the last epoch recorded in History
 
         self.stop_training = False
         history = self.history = History()
-        n_threads = _threads.train_threads(model.layer_sizes, batch)
-        stats = np.zeros((n_threads, 4))  # one row per thread, summed per epoch
-        grad_norms = np.zeros(model.n_layers)
-        partial = np.zeros((n_threads, model.n_layers + 2))  # per-thread sums shared per step
-        scratch = np.empty((n_threads, scratch_size(model.layer_sizes)), model.dtype)
         interrupted = []
 
         def roll_back():
-            # to the end of the last epoch recorded in History: weights, optimizer state and
-            # step count together, so that a following fit continues from a consistent point
+            # weights, optimizer state and step count together, so that a following fit
+            # continues from a consistent point
             np.copyto(model.params, good_params)
             np.copyto(state, good_state)
             opt.step_count[0] = good_step
@@ -279,9 +260,11 @@ class Trainer:
                 f"weights, from {where}, and History its {epoch - initial_epoch} finite "
                 f"epoch(s). Try a lower learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
-        restore_threads = _threads.limit(model.layer_sizes, batch, n_threads)  # BLAS pools
+        # the settings are read once, here (clip_grad_norm validated by fit)
+        steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm,
+                           self.alpha, X,
+                           y_index, y_float, val)
         restore_sigint = bar = None
-        caller_fp_mode = fp_mode()  # restored below even if a kernel raises in train_steps
         try:
             bar = progress_bar((self.epochs - initial_epoch) * N, self.verbose)
             restore_sigint = _catch_sigint(interrupted)
@@ -297,52 +280,44 @@ class Trainer:
                     good_state = np.empty_like(state)
                 np.copyto(good_state, state)
                 good_step = int(opt.step_count[0])
+                committed = False
                 order = (shuffle_order(self.shuffle_seed, epoch, N) if self.shuffle
                          else np.arange(N, dtype=np.int64))
-                stats[:] = 0
-                grad_norms[:] = 0
-                steps = 0
+                steps.begin_epoch(order, opt_code, hyper, state)
+                if self.callbacks:  # callbacks may have replaced the weights or the state
+                    steps.copy_in()
+                n_steps = 0
                 t0 = time.perf_counter()
                 pos = 0
                 while pos < N:
                     tc = time.perf_counter()
-                    try:
-                        status, done = _steps_on_threads(
-                            n_threads, partial, scratch,
-                            X, y_index, y_float, order, pos, self._chunk_steps, batch,
-                            kargs[0], grads, *kargs[1:], loss_code,
-                            opt_code, hyper, state, opt.step_count, clip, self.alpha,
-                            ws.xb, ws.yb_index, ws.yb_float, ws.A, ws.Z, ws.D, stats,
-                            grad_norms)
-                    except BaseException:
-                        roll_back()  # mid-epoch: back to the end of the last completed epoch
-                        raise
+                    bad, done = steps.run(pos, self._chunk_steps)
                     elapsed = time.perf_counter() - tc
-                    steps += done
+                    n_steps += done
                     advanced = min(done * batch, N - pos)
                     pos += advanced
                     bar.update(advanced)
-                    if status == DIVERGED:
+                    if bad:
                         raise diverged(epoch, "non-finite loss or gradient")
                     if interrupted:  # Ctrl-C: stop at this chunk boundary
-                        roll_back()
                         raise KeyboardInterrupt
                     if done and pos < N:  # aim for CHUNK_SECONDS per chunk
                         rate = done / max(elapsed, 1e-6)
                         self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
                 seconds = time.perf_counter() - t0
+                steps.copy_back()
                 # a finite gradient times a huge lr can still overflow the weights or the state
                 if not (all_finite(model.params) and all_finite(state)):
                     raise diverged(epoch, "an update made the weights or optimizer state "
                                           "non-finite")
-                totals = stats.sum(axis=0)
-                logs = {"loss": float(totals[0] / totals[1])}
+                loss, accuracy = steps.epoch_metrics()
+                logs = {"loss": loss}
                 if classifier:
-                    logs["accuracy"] = float(totals[2] / totals[3])
+                    logs["accuracy"] = accuracy
                 else:
-                    logs["r2"] = _r2_score(logs["loss"], train_var)
+                    logs["r2"] = _r2_score(loss, train_var)
                 if val is not None:
-                    vloss, vacc = self._evaluate(val, val_ws, loss_code, n_threads, scratch)
+                    vloss, vacc = steps.evaluate()
                     if not np.isfinite(vloss):
                         raise diverged(epoch, "non-finite validation loss")
                     logs["val_loss"] = vloss
@@ -353,16 +328,19 @@ class Trainer:
                 logs["lr"] = float(hyper[0])
                 logs["time"] = seconds
                 logs["samples_per_sec"] = N / seconds if seconds > 0 else float("inf")
-                logs["grad_norm"] = (grad_norms / max(steps, 1)).tolist()
+                logs["grad_norm"] = steps.grad_norms(n_steps)
                 history.record(epoch, logs)
+                committed = True
                 self._show_epoch(bar, epoch, logs)
-                self._callbacks("on_epoch_end", epoch, logs)
+                self._callbacks("on_epoch_end", epoch, logs)  # changes reach the steps above
                 if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                     raise KeyboardInterrupt
                 if self.stop_training:
                     break
             self._callbacks("on_train_end", {})
         except BaseException:
+            if not committed:  # mid-epoch: back to the end of the last completed epoch
+                roll_back()
             # callbacks such as EarlyStopping restore their best weights on the way out
             self._callbacks("on_train_abort")
             raise
@@ -371,8 +349,7 @@ class Trainer:
                 bar.close()
             if restore_sigint is not None:
                 restore_sigint()
-            set_fp_mode(caller_fp_mode)
-            restore_threads()
+            steps.close()
         return history
 
     def _show_epoch(self, bar, epoch, logs):
@@ -381,16 +358,6 @@ class Trainer:
             bar.set_postfix({k: f"{logs[k]:.4g}" for k in
                              ("loss", "accuracy", "val_loss", "val_accuracy")
                              if k in logs} | {"epoch": epoch + 1}, refresh=False)
-
-    def _evaluate(self, val, ws, loss_code, n_threads, scratch):
-        """Validation loss and accuracy, on the training loop's threads."""
-        Xv, yi, yf = val
-        model = self.model
-        stats = model._evaluate_on_threads(Xv, yi, yf, ws.capacity, loss_code,
-                                           np.empty((0, model.n_outputs), model.dtype), ws,
-                                           n_threads, scratch)
-        acc = float(stats[2] / stats[3]) if stats[3] else None
-        return float(stats[0] / stats[1]), acc
 
 
 class _SilentBar:
@@ -405,13 +372,6 @@ class _SilentBar:
 
     def close(self):
         pass
-
-
-def progress_bar(total, verbose):
-    """A tqdm bar over `total` samples, or a silent stand-in for verbose=0."""
-    if not verbose:
-        return _SilentBar()
-    return tqdm(total=total, unit="samples", unit_scale=True, leave=True, dynamic_ncols=True)
 
 
 def shuffle_order(seed, epoch, n):
@@ -434,13 +394,11 @@ def _shuffle_seed(seed):
     return int(seed)
 
 
-def _steps_on_threads(n_threads, partial, scratch, *args):
-    """train_steps(*args) run by n_threads threads together (_threads.run_on_threads);
-    returns its (status, steps done)."""
-    status, done = _threads.run_on_threads(train_steps, n_threads, args, (partial, scratch))
-    if status == ABORTED:  # pragma: no cover - only after an error, raised above
-        raise RuntimeError("a training thread stopped without an error")
-    return status, done
+def progress_bar(total, verbose):
+    """A tqdm bar over `total` samples, or a silent stand-in for verbose=0."""
+    if not verbose:
+        return _SilentBar()
+    return tqdm(total=total, unit="samples", unit_scale=True, leave=True, dynamic_ncols=True)
 
 
 def _mean_target_variance(y_float):

@@ -5,11 +5,11 @@ import subprocess
 import sys
 import textwrap
 
-from fastnn._kernels import network
+from fastnn._kernels import steps
 
 SCRIPT = textwrap.dedent("""
     import numpy as np, fastnn
-    from fastnn._kernels.network import train_steps
+    from fastnn._kernels.steps import train_steps
     X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
     y = np.arange(40) % 3
     m = fastnn.MLP([4, 6, 3], output="softmax", seed=0)
@@ -32,7 +32,7 @@ def test_second_process_loads_the_training_loop_from_the_cache(tmp_path):
 
 
 def test_kernel_caches_are_stamped_with_every_kernel_source():
-    locator = network.train_steps._cache._impl.locator
+    locator = steps.train_steps._cache._impl.locator
     assert type(locator).__name__.startswith("FastnnTree")
     from fastnn._kernels import _tree_stamp
     assert locator.get_source_stamp() == _tree_stamp()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from fastnn import io as fio
+from fastnn import _files
 from fastnn.io import load_model, load_state, save_model, save_state
 from fastnn.model import MLP
 
@@ -508,7 +508,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, t
 
     def fail(*args, **kwargs):
         raise error
-    monkeypatch.setattr(fio.os, target, fail)
+    monkeypatch.setattr(_files.os, target, fail)
     with pytest.raises(type(error)):
         save_model(make(seed=2), path)
     monkeypatch.undo()
@@ -520,7 +520,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, t
 def test_failed_write_of_new_file_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("no space left on device")
-    monkeypatch.setattr(fio.os, "fsync", fail)
+    monkeypatch.setattr(_files.os, "fsync", fail)
     with pytest.raises(OSError, match="no space"):
         save_state(tmp_path / "s.safetensors", {"a": np.ones(3)})
     monkeypatch.undo()
@@ -541,7 +541,7 @@ def test_temp_file_is_in_target_directory(tmp_path, monkeypatch):
     def spy(src, dst):
         seen.append((pathlib.Path(src), pathlib.Path(dst)))
         return real_replace(src, dst)
-    monkeypatch.setattr(fio.os, "replace", spy)
+    monkeypatch.setattr(_files.os, "replace", spy)
     save_model(make(), tmp_path / "m.safetensors")
     (src, dst), = seen
     assert src.parent == dst.parent == tmp_path

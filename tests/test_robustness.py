@@ -15,7 +15,7 @@ import pytest
 import fastnn
 import fastnn.trainer
 from fastnn import optim
-from fastnn._kernels.network import train_steps
+from fastnn._kernels.steps import train_steps
 
 RNG = np.random.default_rng(0)
 X_REG = RNG.normal(size=(24, 3))

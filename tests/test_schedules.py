@@ -223,7 +223,7 @@ def test_state_dict_resumes_schedule():
     (lambda o: schedules.ReduceLROnPlateau(o, threshold_mode="pct"), ValueError,
      "threshold_mode"),
     (lambda o: schedules.ReduceLROnPlateau(o, patience=-1), ValueError, "patience"),
-    (lambda o: schedules.ReduceLROnPlateau(o, cooldown=1.5), ValueError, "cooldown"),
+    (lambda o: schedules.ReduceLROnPlateau(o, cooldown=1.5), TypeError, "cooldown"),
     (lambda o: schedules.ReduceLROnPlateau(o, min_lr=-1e-3), ValueError, "min_lr"),
     (lambda o: schedules.ReduceLROnPlateau(o).step("low"), TypeError, "metrics"),
     (lambda o: schedules.StepLR("sgd", step_size=1), TypeError, "optimizer"),

@@ -1,4 +1,4 @@
-"""The multi-threaded training loop (fastnn/_kernels/sync.py, fastnn.trainer._steps_on_threads):
+"""The multi-threaded training loop (fastnn/_kernels/sync.py, fastnn._steps.cpu.steps_on_threads):
 the same fit on 1, 2 and 3 threads gives the same model, optimizer state and History; short
 and tiny batches; agreement with the naive NumPy reference; errors on one or all threads stop
 every thread without a hang; divergence rolls back as on one thread; FASTNN_THREADS; the work
@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import fastnn
+import fastnn._steps.cpu
 import fastnn.trainer
 from fastnn import _threads, optim
-from fastnn._kernels import network
+from fastnn._kernels import steps as kernel_steps
 from fastnn._kernels.sync import ALIGN, SYNC_ABORT, share
 
 import naive
@@ -170,13 +171,13 @@ def wait_for_thread_count(expected, timeout=5.0):
     return threading.active_count()
 
 
-_TRAIN_STEPS_PARAMS = inspect.signature(network.train_steps.py_func)
+_TRAIN_STEPS_PARAMS = inspect.signature(kernel_steps.train_steps.py_func)
 
 
 def call_tid(args, kwargs):
     """The `tid` argument of a train_steps call, whatever the signature's layout."""
-    bound = _TRAIN_STEPS_PARAMS.bind(*args, **kwargs)
-    return bound.arguments["tid"], bound.arguments["nth"]
+    team = _TRAIN_STEPS_PARAMS.bind(*args, **kwargs).arguments["team"]
+    return team.tid, team.nth
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def call_tid(args, kwargs):
 # --------------------------------------------------------------------------------------------
 ODD = (13, 37, 19, 5)  # 37 and 19 split unevenly; 13 and 5 leave later threads empty shares
 # over 2**16 parameters: batches of a few rows without clipping take the fused backward +
-# update (network.FUSED_MAX_ROWS, FUSED_MIN_PARAMS), which ODD is too small for
+# update (layer.FUSED_MAX_ROWS, FUSED_MIN_PARAMS), which ODD is too small for
 BIG = (300, 221, 7)
 BIG2 = (129, 333, 150, 5)
 
@@ -319,13 +320,13 @@ def test_thread_count_is_read_at_each_fit(monkeypatch):
     continues exactly as one that stays on one thread."""
     X, y = make_data(40, ODD, "softmax", np.float64, seed=4)
     seen = []
-    real = fastnn.trainer.train_steps
+    real = fastnn._steps.cpu.train_steps
 
     def recording(*args, **kwargs):
         seen.append(call_tid(args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fastnn.trainer, "train_steps", recording)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", recording)
     runs = {}
     for plan in ((1, 1, 1), (1, 3, 2)):
         model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64",
@@ -425,22 +426,22 @@ def test_predict_error_on_one_thread_stops_every_thread(monkeypatch):
     """A thread of predict failing while the others wait at a barrier: predict raises that
     error and no thread is left behind."""
     monkeypatch.setenv("FASTNN_THREADS", "2")
-    real = network.evaluate_batches
+    real = kernel_steps.evaluate_batches
 
     def flaky(*args):
-        if args[-4] == 1:  # tid
+        if args[-1].tid == 1:
             time.sleep(0.2)
             raise Boom("thread 1 failed")
         return real(*args)
 
-    monkeypatch.setattr(fastnn.model, "evaluate_batches", flaky)
+    monkeypatch.setattr(_threads, "evaluate_batches", flaky)
     model = fastnn.MLP(list(BIG), output="softmax", dtype="float64", seed=0)
     X, _ = make_data(50, BIG, "softmax", np.float64)
     baseline = threading.active_count()
     _, error, seconds = run_guarded(lambda: model.predict(X, batch_size=16))
     assert isinstance(error, Boom) and seconds < 20
     assert wait_for_thread_count(baseline) == baseline
-    monkeypatch.setattr(fastnn.model, "evaluate_batches", real)
+    monkeypatch.setattr(_threads, "evaluate_batches", real)
     np.testing.assert_allclose(model.predict(X, batch_size=16), model.predict(X, batch_size=50),
                                rtol=1e-12)
 
@@ -488,7 +489,7 @@ def _flaky_train_steps(fail_tid, fail_call=0, delay=0.2):
     """A train_steps that raises Boom on thread `fail_tid` at its `fail_call`-th call (after
     `delay` seconds, so that the other threads are spinning in a barrier by then) and runs the
     real loop otherwise; `returned` collects the real calls' (tid, status, done)."""
-    real = network.train_steps
+    real = kernel_steps.train_steps
     returned = []
     calls = {}
 
@@ -514,13 +515,13 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
     monkeypatch.setenv("FASTNN_THREADS", str(threads))
     X, y = make_data(48, ODD, "softmax", np.float64, seed=6)
     captured = []
-    real_steps_on_threads = fastnn.trainer._steps_on_threads
+    real_steps_on_threads = fastnn._steps.cpu.steps_on_threads
 
     def capture(*args, **kwargs):
         captured.append((args, kwargs))
         return real_steps_on_threads(*args, **kwargs)
 
-    monkeypatch.setattr(fastnn.trainer, "_steps_on_threads", capture)
+    monkeypatch.setattr(fastnn._steps.cpu, "steps_on_threads", capture)
     model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64", seed=0)
     fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=8, epochs=1, verbose=0).fit(X, y)
     args, kwargs = captured[0]
@@ -529,7 +530,7 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
 
     baseline = threading.active_count()
     flaky, returned = _flaky_train_steps(fail_tid)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
     result, error, seconds = run_guarded(lambda: real_steps_on_threads(*args, **kwargs))
     assert result is None and isinstance(error, Boom), (result, error)
     assert f"thread {fail_tid} failed" in str(error)
@@ -537,13 +538,13 @@ def test_steps_on_threads_error_on_one_thread_aborts_the_others(monkeypatch, thr
     assert wait_for_thread_count(baseline) == baseline
     # every other thread ran the real loop and stopped at a barrier, before any update
     assert sorted(tid for tid, _, _ in returned) == [t for t in range(threads) if t != fail_tid]
-    assert all(status == network.ABORTED and done == 0 for _, status, done in returned), returned
+    assert all(status == kernel_steps.ABORTED and done == 0 for _, status, done in returned), returned
     np.testing.assert_array_equal(model.params, params)
 
     # and the same arguments still train normally afterwards (a fresh sync array per call)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", network.train_steps)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", kernel_steps.train_steps)
     (status, done), error, _ = run_guarded(lambda: real_steps_on_threads(*args, **kwargs))
-    assert error is None and status == network.RAN and done > 0
+    assert error is None and status == kernel_steps.RAN and done > 0
 
 
 @pytest.mark.parametrize("threads, fail_tid", [(2, 1), (3, 0)])
@@ -556,7 +557,7 @@ def test_fit_error_on_one_thread_mid_epoch_matches_one_thread(monkeypatch, threa
     def failing_fit(th, tid):
         monkeypatch.setenv("FASTNN_THREADS", str(th))
         flaky, returned = _flaky_train_steps(tid, fail_call=1, delay=0.05)
-        monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+        monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
         model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64",
                            seed=0)
         trainer = fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=1, epochs=3, seed=5,
@@ -571,8 +572,8 @@ def test_fit_error_on_one_thread_mid_epoch_matches_one_thread(monkeypatch, threa
     model, trainer, returned = failing_fit(threads, fail_tid)
     assert wait_for_thread_count(baseline) == baseline
     # the first chunk ran on every thread, the second was aborted on the others
-    first = [r for r in returned if r[1] == network.RAN]
-    aborted = [r for r in returned if r[1] == network.ABORTED]
+    first = [r for r in returned if r[1] == kernel_steps.RAN]
+    aborted = [r for r in returned if r[1] == kernel_steps.ABORTED]
     assert sorted(tid for tid, _, _ in first) == list(range(threads))
     assert sorted(tid for tid, _, _ in aborted) == [t for t in range(threads) if t != fail_tid]
     # rolled back to the end of the last completed epoch: here the start of the fit
@@ -587,7 +588,7 @@ def test_error_mid_epoch_leaves_the_last_completed_epoch(monkeypatch):
     monkeypatch.setenv("FASTNN_THREADS", "2")
     X, y = make_data(200, ODD, "softmax", np.float64, seed=7)
     flaky, _ = _flaky_train_steps(1, fail_call=1, delay=0.0)
-    monkeypatch.setattr(fastnn.trainer, "train_steps", flaky)
+    monkeypatch.setattr(fastnn._steps.cpu, "train_steps", flaky)
     model = fastnn.MLP(list(ODD), activation="tanh", output="softmax", dtype="float64", seed=0)
     before = model.params.copy()
     trainer = fastnn.Trainer(model, optim.Adam(lr=1e-2), batch_size=1, epochs=3, seed=5,

@@ -11,7 +11,7 @@ import fastnn
 
 FIT_AFTER_WARMUP = textwrap.dedent("""
     import numpy as np, fastnn
-    from fastnn._kernels.network import evaluate_batches, train_steps
+    from fastnn._kernels.steps import evaluate_batches, train_steps
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 11))
     y = rng.integers(0, 4, 200)

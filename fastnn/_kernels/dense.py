@@ -1,4 +1,4 @@
-"""Dense layer elementwise kernels around the GEMMs (which network.py calls through blas.gemm).
+"""Dense layer elementwise kernels around the GEMMs (which layer.py calls through blas.gemm).
 
 Forward   z = x @ W + b,  a = act(z)
 Backward  dW = x.T @ dz,  db = sum_rows(dz),  dx = dz @ W.T,  dz_prev = dx * act'(prev)
@@ -223,31 +223,3 @@ def bias_activation_inplace(a, b, act, r0, r1, c0, c1):
                 row[j] = v if v > zero else slope * v
     else:  # tanh, elu (and any other): the general kernel, a doubling as z
         bias_activation_forward(a, a, b, act, r0, r1, c0, c1)
-
-
-@njit(cache=True)
-def dense_forward(a, z, x, W, b, act):
-    """a = act(x @ W + b) on whole arrays, one thread (the training loop splits the same work
-    between threads itself). z is scratch for the pre-activation when keeps_preactivation."""
-    B, n = a.shape
-    if keeps_preactivation(act):
-        np.dot(x, W, z)
-        bias_activation_forward(a, z, b, act, as_variable(0), B, as_variable(0), n)
-    else:
-        np.dot(x, W, a)
-        bias_activation_inplace(a, b, act, as_variable(0), B, as_variable(0), n)
-
-
-@njit(cache=True)
-def dense_backward(dx, dW, db, dz, x, W):
-    """dW = x.T @ dz, db = column sums of dz (both overwritten), and dx = dz @ W.T when dx
-    has rows; whole arrays, one thread."""
-    np.dot(x.T, dz, dW)
-    zero = db.dtype.type(0.0)
-    for j in range(db.shape[0]):
-        db[j] = zero
-    for i in range(dz.shape[0]):
-        for j in range(db.shape[0]):
-            db[j] += dz[i, j]
-    if dx.shape[0] > 0:
-        np.dot(dz, W.T, dx)

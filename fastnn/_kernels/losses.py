@@ -16,6 +16,94 @@ from .dense import SOFTMAX, activation_backward, as_variable
 MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 
 
+# One row of each loss, shared by both devices: the CPU loops over its rows, the GPU runs one
+# thread per row (cuda/losses.py compiles these same functions for the device).
+@njit(cache=True)
+def log_sum_exp_row(z, a, i, act):
+    """(log sum_j exp z[i, j], argmax_j z[i, j]) in float64. After a softmax forward,
+    a = exp(z - m) / s and a[best] = 1 / s exactly up to its rounding: log-sum-exp without a
+    second pass of exponentials (a[best] >= 1/k never underflows)."""
+    k = z.shape[1]
+    m = z[i, 0]
+    best = 0
+    for j in range(k):
+        if z[i, j] > m:
+            m = z[i, j]
+            best = j
+    m64 = float(m)  # (numba promotes anyway; the CUDA simulator's numpy would not)
+    if act == SOFTMAX:
+        return m64 - math.log(float(a[i, best])), best
+    s = 0.0
+    for j in range(k):
+        s += math.exp(float(z[i, j]) - m64)
+    return m64 + math.log(s), best
+
+
+@njit(cache=True)
+def cross_entropy_row(dz, z, a, y_index, y_float, i, lse, best, inv_b):
+    """Row i of softmax cross-entropy: dz[i] = (p * sum(y) - y) / B; returns (the row's loss,
+    1.0 when its argmax is the target's)."""
+    k = dz.shape[1]
+    if y_index.shape[0] > 0:
+        c = y_index[i]
+        for j in range(k):
+            dz[i, j] = a[i, j] * inv_b
+        dz[i, c] -= inv_b
+        return lse - float(z[i, c]), 1.0 if best == c else 0.0
+    ysum = dz.dtype.type(0.0)
+    ybest = 0
+    total = 0.0
+    for j in range(k):
+        yj = y_float[i, j]
+        ysum += yj
+        total += float(yj) * (lse - float(z[i, j]))
+        if yj > y_float[i, ybest]:
+            ybest = j
+    for j in range(k):
+        dz[i, j] = (a[i, j] * ysum - y_float[i, j]) * inv_b
+    return total, 1.0 if best == ybest else 0.0
+
+
+@njit(cache=True)
+def binary_cross_entropy_row(dz, z, a, y_float, i, inv_n):
+    """Row i of sigmoid binary cross-entropy: dz[i] = (p - y) / (B k); returns (the sum of its
+    k terms, its correct predictions). Each term max(v, 0) - v y + log(1 + exp(-|v|)) never
+    overflows."""
+    k = dz.shape[1]
+    half = dz.dtype.type(0.5)
+    row = 0.0
+    correct = 0.0
+    for j in range(k):
+        v = float(z[i, j])
+        yj = y_float[i, j]
+        relu_v = v if v > 0.0 else 0.0 * v  # max(v, 0); (numba.cuda's max rejects mixed types)
+        row += relu_v - v * float(yj) + math.log1p(math.exp(-abs(v)))
+        dz[i, j] = (a[i, j] - yj) * inv_n
+        if (a[i, j] > half) == (yj > half):
+            correct += 1.0
+    return row, correct
+
+
+@njit(cache=True)
+def mse_row(dz, a, y_index, y_float, i, two_over_n):
+    """Row i of the mean squared error: dz[i] = dL/da = 2 (a - y) / (B k) (the caller applies
+    the activation's derivative); returns the row's sum of squares. Labels count as one-hot
+    targets."""
+    k = dz.shape[1]
+    one = dz.dtype.type(1.0)
+    zero = dz.dtype.type(0.0)
+    row = 0.0
+    for j in range(k):
+        if y_index.shape[0] > 0:
+            yj = one if y_index[i] == j else zero
+        else:
+            yj = y_float[i, j]
+        d = a[i, j] - yj
+        row += float(d) * float(d)
+        dz[i, j] = two_over_n * d
+    return row
+
+
 @njit(cache=True)
 def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
     """Write dL/dz into dz (for the mean loss over a batch of `batch` rows, of which these B
@@ -24,80 +112,30 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
     stats[1] += B, stats[2] += correct predictions, stats[3] += predictions counted.
     Returns this batch's summed per-sample loss (non-finite signals divergence)."""
     B, k = a.shape
-    one = dz.dtype.type(1.0)
-    zero = dz.dtype.type(0.0)
-    by_index = y_index.shape[0] > 0
     total = 0.0
-    correct = 0
+    correct = 0.0
     counted = 0
-    if loss == CROSS_ENTROPY:  # softmax output: dz = (p * sum(y) - y) / B
+    if loss == CROSS_ENTROPY:  # softmax output
         inv_b = dz.dtype.type(1.0 / batch)
         for i in range(B):
-            m = z[i, 0]
-            best = 0
-            for j in range(k):
-                if z[i, j] > m:
-                    m = z[i, j]
-                    best = j
-            if act == SOFTMAX:
-                # a = exp(z - m) / s from the forward, and a[best] = 1 / s exactly up to its
-                # rounding: log-sum-exp without a second pass of exponentials (a[best] >= 1/k
-                # never underflows)
-                lse = float(m) - math.log(float(a[i, best]))
-            else:
-                s = 0.0
-                for j in range(k):
-                    s += math.exp(float(z[i, j]) - m)
-                lse = m + math.log(s)
-            if by_index:
-                c = y_index[i]
-                total += lse - float(z[i, c])
-                for j in range(k):
-                    dz[i, j] = a[i, j] * inv_b
-                dz[i, c] -= inv_b
-                correct += best == c
-            else:
-                ysum = zero
-                ybest = 0
-                for j in range(k):
-                    yj = y_float[i, j]
-                    ysum += yj
-                    total += float(yj) * (lse - float(z[i, j]))
-                    if yj > y_float[i, ybest]:
-                        ybest = j
-                for j in range(k):
-                    dz[i, j] = (a[i, j] * ysum - y_float[i, j]) * inv_b
-                correct += best == ybest
-            counted += 1
-    elif loss == BINARY_CROSS_ENTROPY:  # sigmoid output: dz = (p - y) / (B k)
+            lse, best = log_sum_exp_row(z, a, i, act)
+            row, ok = cross_entropy_row(dz, z, a, y_index, y_float, i, lse, best, inv_b)
+            total += row
+            correct += ok
+        counted = B
+    elif loss == BINARY_CROSS_ENTROPY:  # sigmoid output
         inv_n = dz.dtype.type(1.0 / (batch * k))
         inv_k = 1.0 / k
-        half = dz.dtype.type(0.5)
         for i in range(B):
-            row = 0.0
-            for j in range(k):
-                v = float(z[i, j])
-                yj = y_float[i, j]
-                # max(v, 0) - v y + log(1 + exp(-|v|)): never overflows
-                row += max(v, 0.0) - v * float(yj) + math.log1p(math.exp(-abs(v)))
-                dz[i, j] = (a[i, j] - yj) * inv_n
-                correct += (a[i, j] > half) == (yj > half)
+            row, ok = binary_cross_entropy_row(dz, z, a, y_float, i, inv_n)
             total += row * inv_k
-            counted += k
-    else:  # MSE on any output activation: dL/da = 2 (a - y) / (B k), then through act
+            correct += ok
+        counted = B * k
+    else:  # MSE on any output activation, then through act
         inv_k = 1.0 / k
         two_over_n = dz.dtype.type(2.0 / (batch * k))
         for i in range(B):
-            row = 0.0
-            for j in range(k):
-                if by_index:  # labels as one-hot targets
-                    yj = one if y_index[i] == j else zero
-                else:
-                    yj = y_float[i, j]
-                d = a[i, j] - yj
-                row += float(d) * float(d)
-                dz[i, j] = two_over_n * d
-            total += row * inv_k
+            total += mse_row(dz, a, y_index, y_float, i, two_over_n) * inv_k
         activation_backward(dz, a, z, act, as_variable(0), B, as_variable(0), k)
     stats[0] += total
     stats[1] += B

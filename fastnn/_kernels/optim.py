@@ -79,8 +79,8 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     one_m_b1 = t(1.0 - b1)
     beta2 = t(b2)
     one_m_b2 = t(1.0 - b2)
-    # coupled decay (Adam's weight_decay, and the L2 penalty) on the weights before the step;
-    # AdamW's decoupled decay shrinks them first
+    # coupled decay (Adam's weight_decay and the L2 penalty) on the weights before
+    # the step; AdamW's decoupled decay shrinks them first
     wd_l2 = t(l2 if decoupled else hyper[4] + l2)
     decay = t(1.0 - lr * hyper[4] if decoupled else 1.0)
     scale = t(grad_scale)
@@ -202,18 +202,20 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
 
 
 @njit(cache=True)
-def optimizer_update(code, p, g, state, hyper, step, grad_scale, lo, hi, l2):
-    """Dispatch on the optimizer code; every branch is one fused pass over elements lo:hi of
-    the buffers (one thread's share; 0, p.size for all), l2 * p added to the gradient."""
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
+    """One fused pass of `opt`'s rule (an OptimizerState bundle: code, hyper, state) over
+    elements lo:hi of p and opt.state (one thread's share; 0, p.size for all), step number
+    `step` (from 1), g the gradient of those hi - lo elements."""
+    code = opt.code
     if code == SGD:
-        sgd_update(p, g, state, hyper, step, grad_scale, lo, hi, l2)
+        sgd_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADAM:
-        adam_update(p, g, state, hyper, step, grad_scale, lo, hi, l2)
+        adam_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADAGRAD:
-        adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi, l2)
+        adagrad_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADADELTA:
-        adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi, l2)
+        adadelta_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == RMSPROP:
-        rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2)
+        rmsprop_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     else:
         raise ValueError("unknown optimizer code")

@@ -16,6 +16,7 @@ import ctypes.util
 import platform
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -27,6 +28,11 @@ SYNC_SIZE = 24
 # shares of columns/elements start on 64-byte boundaries (16 floats): no false sharing of lines
 ALIGN = 16
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686")
+
+
+def new_sync():
+    """A zeroed sync array for one team of threads running a kernel together."""
+    return np.zeros(SYNC_SIZE, dtype=np.int64)
 
 
 # A thread that has spun this many times at a barrier yields its core on every further check:

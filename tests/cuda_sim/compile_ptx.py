@@ -21,7 +21,7 @@ _dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capabilit
 
 
 def kernels(dt):
-    from fastnn._kernels.cuda import dense, losses, network, optim
+    from fastnn._kernels.cuda import dense, losses, network, optim, steps
     a1, a2 = dt[::1], dt[:, ::1]
     f8, i8, b1 = T.float64, T.int64, T.boolean
     f1, f2, i1, s1 = T.float64[::1], T.float64[:, ::1], T.int64[::1], T.int32[::1]
@@ -33,9 +33,9 @@ def kernels(dt):
         (dense.activation_backward_kernel, (a2, a2, a2, i8)),
         (dense.softmax_backward_rows_kernel, (a2, a2)),
         (dense.column_sum_kernel, (a1, a2)),
-        (losses.loss_forward_backward_kernel, (a2, a2, a2, i1, a2, i8, i8, f1, f1, i8, s1)),
-        (network.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8)),
-        (network._sumsq_kernel(network.NORM_THREADS), (f2, a1, i1)),
+        (losses.loss_forward_backward_kernel, (a2, a2, a2, i1, a2, i8, i8, f1, f1, i8, s1, i8)),
+        (steps.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8)),
+        (network.sumsq_kernel(network.NORM_THREADS), (f2, a1, i1)),
         (network.clip_and_check_kernel, (f1, f1, f2, f8, s1)),
         (optim.sgd_kernel, (a1, a1, a2, f8, f8, f8, f8, b1, b1, f1)),
         (optim.adam_kernel, (a1, a1, a2) + (f8,) * 8 + (b1, f1)),

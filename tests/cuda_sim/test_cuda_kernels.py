@@ -7,9 +7,12 @@ from numba import cuda
 
 from fastnn._kernels import dense as cpu_dense
 from fastnn._kernels import losses as cpu_losses
-from fastnn._kernels import network as cpu_network
 from fastnn._kernels import optim as cpu_optim
-from fastnn._kernels.cuda import dense, losses, network, optim
+from fastnn._kernels import steps as cpu_steps
+from fastnn._kernels.bundles import Activations, Data, OptimizerState
+from fastnn._kernels.bundles import Team as CpuTeam
+from fastnn._kernels.cuda import dense, losses, network, optim, steps
+from fastnn._kernels.cuda.bundles import RowStats, Team
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
@@ -28,6 +31,21 @@ def close(got, want, dt, what=""):
 
 def rand(rng, shape, dt, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(dt)
+
+
+def dense_forward_ref(a, z, x, W, b, act):
+    """One layer on the CPU: x @ W by NumPy, the CPU's fused bias + activation."""
+    B, n = a.shape
+    np.dot(x, W, z)
+    cpu_dense.bias_activation_forward(a, z, b, act, 0, B, 0, n)
+
+
+def dense_backward_ref(dx, dW, db, dz, x, W):
+    """dW = x.T @ dz, db = column sums of dz, and dx = dz @ W.T when dx has rows."""
+    np.dot(x.T, dz, dW)
+    db[:] = dz.sum(axis=0)
+    if dx.shape[0] > 0:
+        np.dot(dz, W.T, dx)
 
 
 # ---------------------------------------------------------------------------- dense
@@ -55,7 +73,7 @@ def test_dense_forward_fused_epilogue(act, dt):
     code = ACTS[act]
     x, W, b = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, fo, dt)
     a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
-    cpu_dense.dense_forward(a_ref, z_ref, x, W, b, code)
+    dense_forward_ref(a_ref, z_ref, x, W, b, code)
     a, z = cuda.to_device(np.zeros((B, fo), dt)), cuda.to_device(np.zeros((B, fo), dt))
     dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b), code)
     close(a.copy_to_host(), a_ref, dt, f"dense_forward {act} a")
@@ -73,7 +91,7 @@ def test_bias_activation_forward(act, dt):
     a_ref, z_ref = np.zeros((B, n), dt), z0.copy()
     cpu_dense.bias_activation_forward(a_ref, z_ref, b, code, 0, B, 0, n)
     a, z = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(z0)
-    dense.bias_activation_forward(a, z, cuda.to_device(b), code)
+    dense.bias_activation_forward(a, z, cuda.to_device(b), code, 0, B, 0, n)
     close(a.copy_to_host(), a_ref, dt, f"bias_activation_forward {act}")
     if cpu_dense.keeps_preactivation(code):
         close(z.copy_to_host(), z_ref, dt, f"bias_activation_forward {act} z")
@@ -92,7 +110,7 @@ def test_activation_backward(act, dt):
     ref = g.copy()
     cpu_dense.activation_backward(ref, a, z, code, 0, B, 0, n)
     dz = cuda.to_device(g)
-    dense.activation_backward(dz, cuda.to_device(a), cuda.to_device(z), code)
+    dense.activation_backward(dz, cuda.to_device(a), cuda.to_device(z), code, 0, B, 0, n)
     close(dz.copy_to_host(), ref, dt, f"activation_backward {act}")
 
 
@@ -104,7 +122,7 @@ def test_dense_backward(first_layer, dt):
     x, W, dz = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, (B, fo), dt)
     dW_ref, db_ref = np.zeros((fi, fo), dt), np.zeros(fo, dt)
     dx_ref = np.zeros((0 if first_layer else B, fi), dt)
-    cpu_dense.dense_backward(dx_ref, dW_ref, db_ref, dz, x, W)
+    dense_backward_ref(dx_ref, dW_ref, db_ref, dz, x, W)
     dW, db = cuda.device_array((fi, fo), dt), cuda.device_array(fo, dt)
     dx = None if first_layer else cuda.device_array((B, fi), dt)
     dense.dense_backward(dx, dW, db, cuda.to_device(dz), cuda.to_device(x), cuda.to_device(W))
@@ -160,7 +178,7 @@ def test_loss_forward_backward(case, dt):
     status = cuda.to_device(np.zeros(1, np.int32))
     losses.loss_forward_backward(dz, cuda.to_device(z), cuda.to_device(a),
                                  cuda.to_device(y_index), cuda.to_device(y_float), loss, act,
-                                 row_loss, row_correct, offset, status)
+                                 RowStats(row_loss, row_correct, status, offset), B)
     rl, rc = row_loss.copy_to_host(), row_correct.copy_to_host()
     assert np.all(rl[:offset] == -1.0) and np.all(rl[offset + B:] == -1.0)
     close(dz.copy_to_host(), dz_ref, dt, f"{case} dz")
@@ -176,12 +194,14 @@ def test_loss_non_finite_sets_status():
     z = np.zeros((B, k))
     z[1, 2] = np.nan
     a = np.full((B, k), 0.25)
+    a[1] = np.nan  # what the softmax forward makes of that row (the loss reads a, as the CPU's)
     status = cuda.to_device(np.zeros(1, np.int32))
     losses.loss_forward_backward(cuda.to_device(np.zeros((B, k))), cuda.to_device(z),
                                  cuda.to_device(a), cuda.to_device(np.array([0, 1, 2])),
                                  cuda.to_device(np.zeros((0, k))), cpu_losses.CROSS_ENTROPY,
-                                 cpu_dense.SOFTMAX, cuda.to_device(np.zeros(B)),
-                                 cuda.to_device(np.zeros(B)), 0, status)
+                                 cpu_dense.SOFTMAX,
+                                 RowStats(cuda.to_device(np.zeros(B)),
+                                          cuda.to_device(np.zeros(B)), status), B)
     assert status.copy_to_host()[0] == 1
 
 
@@ -197,10 +217,14 @@ def test_gather_batch(targets, dt):
     y_float = rand(rng, (N, k), dt) if targets == "float" else np.zeros((0, k), dt)
     order = rng.permutation(N).astype(np.int64)
     xb, yi, yf = np.zeros(B * n_in, dt), np.zeros(B, np.int64), np.zeros(B * k, dt)
-    cpu_network.gather_batch(0, 1, xb, yi, yf, X, y_index, y_float, order, start, B)
+    none = np.zeros(0, dt)
+    team = CpuTeam(0, 1, np.zeros(24, np.int64), np.zeros((1, 0)), np.zeros((1, 0), dt))
+    cpu_steps.gather_batch(Activations(xb, yi, yf, none, none, none),
+                           Data(X, y_index, y_float), order, start, B, team)
     d = [cuda.to_device(np.zeros_like(v)) for v in (xb, yi, yf)]
-    network.gather_batch(*d, cuda.to_device(X), cuda.to_device(y_index),
-                         cuda.to_device(y_float), cuda.to_device(order), start, B)
+    steps.gather_batch(Activations(*d, None, None, None),
+                       Data(cuda.to_device(X), cuda.to_device(y_index),
+                            cuda.to_device(y_float)), cuda.to_device(order), start, B, None)
     np.testing.assert_array_equal(d[0].copy_to_host(), xb)
     if targets == "index":
         np.testing.assert_array_equal(d[1].copy_to_host(), yi)
@@ -221,21 +245,26 @@ def test_layer_grad_norms_and_clip(clip, dt):
     if isinstance(clip, str):  # norm < clip < norm + 1e-6: torch still scales (by < 1)
         clip = float(np.sqrt(sumsq)) + 5e-7
     out = cuda.to_device(np.full(2, 0.5))  # accumulates
-    partials = cuda.device_array((4, network.NORM_BLOCKS))
-    control = cuda.to_device(np.array([7.0, 7.0]))
-    status = cuda.to_device(np.zeros(1, np.int32))
-    network.layer_grad_norms(out, cuda.to_device(grads),
-                             cuda.to_device(network.segment_bounds(sizes, w_off)), partials,
-                             control, clip, status)
+    team = Team(cuda.to_device(network.segment_bounds(sizes, w_off)),
+                cuda.device_array((4, network.NORM_BLOCKS)),
+                cuda.to_device(np.array([7.0, 7.0])))
+    control = team.control
+    stats = RowStats(None, None, cuda.to_device(np.zeros(1, np.int32)))
+    status = stats.status
+
+    def norms(grads):
+        network.layer_grad_sumsq(team.partials, cuda.to_device(grads), None, 0, None, False,
+                                 team)
+        network.clip_and_check(out, clip, stats, team)
+
+    norms(grads)
     np.testing.assert_allclose(out.copy_to_host(), ref + 0.5, rtol=1e-12)
     norm = np.sqrt(sumsq)
     scale = min(1.0, clip / (norm + 1e-6)) if clip > 0 else 1.0
     np.testing.assert_allclose(control.copy_to_host(), [scale, 0.0], rtol=1e-12)
     # a non-finite gradient sets the flag and asks the update to skip
     grads[21] = np.inf
-    network.layer_grad_norms(out, cuda.to_device(grads),
-                             cuda.to_device(network.segment_bounds(sizes, w_off)), partials,
-                             control, clip, status)
+    norms(grads)
     assert status.copy_to_host()[0] == 1 and control.copy_to_host()[1] == 1.0
 
 
@@ -265,28 +294,31 @@ def test_optimizer_update(case, dt):
     p = rand(rng, n, dt)
     state = np.full((n_slots, n), init, dt)
     d_p, d_state = cuda.to_device(p), cuda.to_device(state)
+    no_count = np.zeros(1, np.int64)  # (the step is passed; the counter is the trainer's)
     for step in range(1, 5):
         g = rand(rng, n, dt)
         scale = 0.7 if step == 2 else 1.0
-        cpu_optim.optimizer_update(code, p, g, state, hyper, step, scale, 0, n, 0.0)
-        optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, step,
-                               cuda.to_device(np.array([scale, 0.0])))
+        cpu_optim.optimizer_update(OptimizerState(code, hyper, state, no_count, 0.0, 0.0), p, g,
+                                   step, scale, 0, n, 0.0)
+        optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
+                               cuda.to_device(g), step, cuda.to_device(np.array([scale, 0.0])),
+                               0, n)
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
         close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
-    # the L2 penalty on the weight segments of bounds [0, 5, 7, 12, 13] (W_0 = 0:5, b_0 = 5:7,
-    # W_1 = 7:12, b_1 = 12:13): the CPU kernel applies it per segment, as the training loop
-    bounds = np.array([0, 5, 7, 12, 13])
+    # the L2 penalty on W_0 = 0:5 and W_1 = 7:12 (l2), not on b_0 = 5:7, b_1 = 12:13
     g = rand(rng, n, dt)
-    for s in range(4):
-        lo, hi = bounds[s], bounds[s + 1]
-        cpu_optim.optimizer_update(code, p, g[lo:hi], state, hyper, 5, 1.0, lo, hi,
-                                   0.3 if s % 2 == 0 else 0.0)
-    optim.optimizer_update(code, d_p, cuda.to_device(g), d_state, hyper, 5,
-                           cuda.to_device(np.array([1.0, 0.0])), 0.3, cuda.to_device(bounds))
+    ones = cuda.to_device(np.array([1.0, 0.0]))
+    opt_cpu = OptimizerState(code, hyper, state, no_count, 0.0, 0.0)
+    opt_gpu = OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0)
+    d_g = cuda.to_device(g)
+    for lo, hi, l2 in ((0, 5, 0.3), (5, 7, 0.0), (7, 12, 0.3), (12, 13, 0.0)):
+        cpu_optim.optimizer_update(opt_cpu, p, g[lo:hi], 5, 1.0, lo, hi, l2)
+        optim.optimizer_update(opt_gpu, d_p, d_g[lo:hi], 5, ones, lo, hi, l2)
     close(d_p.copy_to_host(), p, dt, f"{case[0]} l2 params")
     close(d_state.copy_to_host(), state, dt, f"{case[0]} l2 state")
     # control[1] set: the update is skipped entirely
     before = d_p.copy_to_host()
-    optim.optimizer_update(code, d_p, cuda.to_device(rand(rng, n, dt)), d_state, hyper, 6,
-                           cuda.to_device(np.array([1.0, 1.0])))
+    optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
+                           cuda.to_device(rand(rng, n, dt)), 6,
+                           cuda.to_device(np.array([1.0, 1.0])), 0, n)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)

@@ -1,14 +1,45 @@
 """CUDA mirrors of the CPU kernels in fastnn/_kernels (numba.cuda), stumpy's stump/gpu_stump
 pairing: module `fastnn._kernels.cuda.X` holds the device version of `fastnn._kernels.X`, with
-the same function names and argument order, operating on device arrays.
+the same function names and argument order, taking the same bundles (fastnn/_kernels/bundles.py:
+Network, Activations, Data, OptimizerState) with device arrays in them
+(tests/test_layout.py checks the names and argument lists).
 
-Nothing in fastnn imports this package unless device="cuda" is asked for, so importing fastnn
-never needs a GPU, a driver or the CUDA toolkit. Call `require_gpu()` first: it turns "no
-usable GPU" into one clear error instead of a failure deep inside a launch.
+Where the GPU cannot follow the CPU, the difference is this, and only this:
+- `team`: on the CPU the threads running a kernel together (bundles.Team: tid, nth, sync,
+  partial, scratch; each thread does its share, barriers between phases). A GPU kernel's
+  threads come from its launch grid (cuda.grid), so the launchers here compute grid sizes
+  instead, and their `team` (cuda/bundles.py Team: bounds, partials, control) is the scratch
+  of the gradient-norm reduction; launchers that need none ignore it.
+- `stats`: on the CPU running sums per thread ((nth, 4) float64: loss, rows, correct,
+  counted); here per-row device buffers (cuda/bundles.py RowStats: loss, correct, a sticky
+  divergence flag `status`, and `start`, the batch's first row), read by the host once per
+  epoch, so that no step waits for the device.
+- `grad_scale`: on the CPU a number (the clipping scale, computed by the loop); here the
+  team's `control` device array [scale, skip], computed and checked on the device.
+- Shapes: the CPU takes the batch as a flat buffer and blocks of the workspace by offset;
+  the launchers here take (rows, cols) device views where a kernel wants them (cached on the
+  flat buffers, network.block), and accept a flat batch too.
+- Kernels (`@cuda.jit`, named `..._kernel`) and device functions have no CPU twin; nor have
+  the launchers in DEVICE_ONLY below. The CPU has functions the GPU does not need (its
+  per-thread layer.py, the fused backward + update, the Gram-product norms, the FP mode).
+- `keeps_preactivation` is the CPU's rule (dense.py), compiled once more for the device.
+
+Nothing in fastnn imports this package's kernels unless device="cuda" is asked for, so
+importing fastnn never needs a GPU, a driver or the CUDA toolkit. Call `require_gpu()` first:
+it turns "no usable GPU" into one clear error instead of a failure deep inside a launch.
 
 Under NUMBA_ENABLE_CUDASIM=1 (set before numba is first imported) every kernel runs in Numba's
 CUDA simulator; the tests use that on machines without a GPU.
 """
+
+# launchers with no CPU twin, by module: what the GPU does in its own way
+DEVICE_ONLY = {
+    "dense": ("gemm", "column_sum",  # the tiled GEMM (the CPU calls BLAS: blas.gemm)
+              "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
+    "network": ("block", "vec",  # cached device views of the flat buffers
+                "clip_and_check",  # norms, clipping and divergence flag on the device
+                "segment_bounds"),  # the W_l / b_l segments for the norm reduction
+}
 
 
 def require_gpu():

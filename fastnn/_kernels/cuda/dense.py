@@ -18,6 +18,7 @@ import math
 
 from numba import cuda
 
+from .. import dense as _cpu
 from ..dense import (
     ELU,
     ELU_ALPHA,
@@ -39,14 +40,13 @@ THREADS = 256  # threads per block of the elementwise and per-row kernels
 NO_EPILOGUE = -1  # gemm: plain C = op(A) @ op(B)
 
 
-def keeps_preactivation(act):
-    """Same rule as the CPU kernel: the backward (or the loss) needs z itself."""
-    return act == GELU or act == SOFTMAX or act == SIGMOID
+# the CPU kernel's rule, compiled for the device: the backward (or the loss) needs z itself
+keeps_preactivation = cuda.jit(device=True, inline=True)(_cpu.keeps_preactivation.py_func)
 
 
 # ---------------------------------------------------------------------------- device functions
 @cuda.jit(device=True, inline=True)
-def _activate(v, act, like):
+def activate(v, act, like):
     """act(v) for the elementwise activations (softmax is done per row). `like` gives the dtype
     so that constants stay in float32 for float32 buffers."""
     t = like.dtype.type
@@ -68,7 +68,7 @@ def _activate(v, act, like):
 
 
 @cuda.jit(device=True, inline=True)
-def _activation_grad(g, a, z, act, like):
+def activation_grad(g, a, z, act, like):
     """g * act'(z) with the derivative taken from the output a where it can be (z for gelu)."""
     t = like.dtype.type
     zero = t(0.0)
@@ -174,10 +174,10 @@ def _gemm_kernel(tile, tile_k, work):
                             C[m, n] = v
                         else:
                             v += bias[n]
-                            if act == GELU or act == SOFTMAX or act == SIGMOID:
+                            if keeps_preactivation(act):
                                 Z[m, n] = v
                             if act != SOFTMAX:
-                                C[m, n] = _activate(v, act, C)
+                                C[m, n] = activate(v, act, C)
 
     return gemm_kernel
 
@@ -193,10 +193,10 @@ def bias_activation_kernel(a, z, b, act):
         i = idx // n
         j = idx - i * n
         v = z[i, j] + b[j]
-        if act == GELU or act == SOFTMAX or act == SIGMOID:
+        if keeps_preactivation(act):
             z[i, j] = v
         if act != SOFTMAX:
-            a[i, j] = _activate(v, act, a)
+            a[i, j] = activate(v, act, a)
 
 
 @cuda.jit
@@ -230,7 +230,7 @@ def activation_backward_kernel(dz, a, z, act):
     for idx in range(start, B * n, stride):
         i = idx // n
         j = idx - i * n
-        dz[i, j] = _activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
+        dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
 
 
 @cuda.jit
@@ -278,21 +278,34 @@ def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=No
                                      C[0] if bias is None else bias, trans_a, trans_b, act)
 
 
-def bias_activation_forward(a, z, b, act):
-    """z += b (row-broadcast), a = act(z). a may be z itself unless keeps_preactivation."""
-    B, n = z.shape
-    if B == 0:
+def _part(arr, r0, r1, c0, c1):
+    """arr[r0:r1, c0:c1], without slicing (Python microseconds) when that is all of arr."""
+    if r0 == 0 and c0 == 0 and r1 == arr.shape[0] and c1 == arr.shape[1]:
+        return arr
+    return arr[r0:r1, c0:c1]
+
+
+def bias_activation_forward(a, z, b, act, r0, r1, c0, c1):
+    """z += b (row-broadcast), a = act(z) on rows r0:r1, columns c0:c1. a may be z itself
+    unless keeps_preactivation. Softmax needs whole rows."""
+    if r1 <= r0 or c1 <= c0:
         return
+    a, z = _part(a, r0, r1, c0, c1), _part(z, r0, r1, c0, c1)
+    if c0 != 0 or c1 != b.shape[0]:
+        b = b[c0:c1]
+    B, n = z.shape
     bias_activation_kernel[_blocks(B * n), THREADS](a, z, b, act)
     if act == SOFTMAX:
         softmax_rows_kernel[_blocks(B), THREADS](a, z)
 
 
-def activation_backward(dz, a, z, act):
-    """dz *= act'(z) in place (dL/da in, dL/dz out); z is read only for gelu."""
-    B, n = dz.shape
-    if act == IDENTITY or B == 0:
+def activation_backward(dz, a, z, act, r0, r1, c0, c1):
+    """dz *= act'(z) in place (dL/da in, dL/dz out) on rows r0:r1, columns c0:c1; z is read
+    only for gelu (softmax needs whole rows)."""
+    if act == IDENTITY or r1 <= r0 or c1 <= c0:
         return
+    dz, a, z = (_part(v, r0, r1, c0, c1) for v in (dz, a, z))
+    B, n = dz.shape
     if act == SOFTMAX:
         softmax_backward_rows_kernel[_blocks(B), THREADS](dz, a)
     else:

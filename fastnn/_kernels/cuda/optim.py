@@ -6,18 +6,16 @@ layouts and state slots). As in llm.c's adamw.cuh, everything that depends only 
 scalars, which the kernel casts to the buffer dtype exactly as the CPU kernel does.
 
 The CPU kernels take `grad_scale` as a number; here the gradient-norm clipping and divergence
-check run on the device (see network.clip_and_check), so the launchers take `control`, a
+check run on the device (see network.clip_and_check), so `grad_scale` is the team's `control`, a
 float64 device array: control[0] multiplies every gradient element (clipping, 1 otherwise),
 and control[1] != 0 means "do not update" (a non-finite loss or gradient in this step).
-p, g (n,) and state (n_slots, n) are device arrays in the parameter dtype; hyper is the host
-float64 array; step counts from 1. `l2` (scikit-learn's L2 penalty, alpha / B) is added to the
-weight decay of the elements inside the weight segments `bounds` (segment_bounds: [w_0, b_0,
-w_1, ..., end], weights at even positions), as the CPU loop passes it for weight rows only.
+p (n,) and state (n_slots, n) are device arrays in the parameter dtype, of which elements lo:hi
+are updated, g the (hi - lo,) gradient of those; hyper is the host float64 array; step counts
+from 1. `l2` joins the weight decay (scikit-learn's L2 penalty on the weight matrices:
+the training loop updates their segments with alpha / B, the biases with 0).
 """
-import functools
 import math
 
-import numpy as np
 from numba import cuda
 
 from ..optim import ADADELTA, ADAGRAD, ADAM, RMSPROP, SGD
@@ -25,31 +23,19 @@ from . import dense as _dense
 
 
 # ---------------------------------------------------------------------------- kernels
-@cuda.jit(device=True)
-def in_weights(i, bounds):
-    """Whether element i lies in a weight matrix (an even segment of bounds)."""
-    for s in range(0, bounds.shape[0] - 1, 2):
-        if bounds[s] <= i < bounds[s + 1]:
-            return True
-    return False
-
-
 @cuda.jit
-def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, wd_w_, bounds, nesterov, first,
-               control):
+def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
     lr = t(lr_)
     momentum = t(momentum_)
     damp = t(damp_)
-    wd_b = t(wd_)
-    wd_w = t(wd_w_)
+    wd = t(wd_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         if momentum_ != 0.0:
             if first:
@@ -66,7 +52,7 @@ def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, wd_w_, bounds, nesterov,
 
 @cuda.jit
 def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_, one_m_b2_,
-                wd_l2_, wd_l2_w_, bounds, decay_, amsgrad, control):
+                wd_l2_, decay_, amsgrad, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -76,14 +62,12 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
     one_m_b1 = t(one_m_b1_)
     beta2 = t(beta2_)
     one_m_b2 = t(one_m_b2_)
-    wd_l2_b = t(wd_l2_)
-    wd_l2_w = t(wd_l2_w_)
+    wd_l2 = t(wd_l2_)
     decay = t(decay_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        wd_l2 = wd_l2_w if in_weights(i, bounds) else wd_l2_b
         p0 = p[i]
         pi = p0 * decay
         gi = g[i] * scale + wd_l2 * p0
@@ -99,19 +83,17 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
 
 
 @cuda.jit
-def adagrad_kernel(p, g, state, clr_, wd_, wd_w_, bounds, eps_, control):
+def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
     clr = t(clr_)
-    wd_b = t(wd_)
-    wd_w = t(wd_w_)
+    wd = t(wd_)
     eps = t(eps_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         si = state[0, i] + gi * gi
         state[0, i] = si
@@ -119,7 +101,7 @@ def adagrad_kernel(p, g, state, clr_, wd_, wd_w_, bounds, eps_, control):
 
 
 @cuda.jit
-def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, wd_w_, bounds, control):
+def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -127,13 +109,11 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, wd_w_, bounds
     rho = t(rho_)
     one_m_rho = t(one_m_rho_)
     eps = t(eps_)
-    wd_b = t(wd_)
-    wd_w = t(wd_w_)
+    wd = t(wd_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         vi = rho * state[0, i] + one_m_rho * gi * gi
         dx = math.sqrt(state[1, i] + eps) / math.sqrt(vi + eps) * gi
@@ -143,8 +123,8 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, wd_w_, bounds
 
 
 @cuda.jit
-def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, wd_w_, bounds, momentum_,
-                   centered, buf_slot, gbar_slot, control):
+def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_, centered,
+                   buf_slot, gbar_slot, control):
     if control[1] != 0.0:
         return
     t = p.dtype.type
@@ -152,14 +132,12 @@ def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, wd_w_, bou
     alpha = t(alpha_)
     one_m_alpha = t(one_m_alpha_)
     eps = t(eps_)
-    wd_b = t(wd_)
-    wd_w = t(wd_w_)
+    wd = t(wd_)
     momentum = t(momentum_)
     scale = t(control[0])
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        wd = wd_w if in_weights(i, bounds) else wd_b
         gi = g[i] * scale + wd * p[i]
         vi = alpha * state[0, i] + one_m_alpha * gi * gi
         state[0, i] = vi
@@ -177,32 +155,34 @@ def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, wd_w_, bou
 
 
 # ---------------------------------------------------------------------------- launchers
+def _elements(p, state, lo, hi):
+    """p[lo:hi] and state[:, lo:hi], without slicing when that is all of them."""
+    if lo == 0 and hi == p.shape[0]:
+        return p, state
+    return p[lo:hi], state[:, lo:hi]
+
+
 def _grid(n):
     threads = _dense.THREADS
     return max(min((n + threads - 1) // threads, 65536), 1), threads
 
 
-@functools.cache
-def _no_bounds():
-    """An empty device bounds array: no weight segments (no L2 penalty anywhere)."""
-    return cuda.to_device(np.zeros(1, dtype=np.int64))
-
-
-def sgd_update(p, g, state, hyper, step, control, l2, bounds):
+def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (the first gradient at step 1, as torch)."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     sgd_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                              1.0 - float(hyper[2]), float(hyper[3]) + 0.0,
-                              float(hyper[3]) + l2, bounds, hyper[4] != 0.0, step == 1,
-                              control)
+                              1.0 - float(hyper[2]), float(hyper[3]) + l2, hyper[4] != 0.0,
+                              step == 1, grad_scale)
 
 
-def adam_update(p, g, state, hyper, step, control, l2, bounds):
+def adam_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad,
     decoupled]; state[0] = m, state[1] = v, state[2] = max v (amsgrad).
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps); the two bias corrections are
     host scalars."""
+    p, state = _elements(p, state, lo, hi)
     lr, b1, b2 = float(hyper[0]), float(hyper[1]), float(hyper[2])
     decoupled = hyper[6] != 0.0
     bc1 = 1.0 - b1**step
@@ -210,53 +190,51 @@ def adam_update(p, g, state, hyper, step, control, l2, bounds):
     grid, threads = _grid(p.shape[0])
     adam_kernel[grid, threads](p, g, state, lr / bc1, 1.0 / math.sqrt(bc2), float(hyper[3]),
                                1.0 - b1, b2, 1.0 - b2,
-                               0.0 if decoupled else float(hyper[4]) + 0.0,
-                               l2 if decoupled else float(hyper[4]) + l2, bounds,
+                               l2 if decoupled else float(hyper[4]) + l2,
                                1.0 - lr * float(hyper[4]) if decoupled else 1.0,
-                               hyper[5] != 0.0, control)
+                               hyper[5] != 0.0, grad_scale)
 
 
-def adagrad_update(p, g, state, hyper, step, control, l2, bounds):
+def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value,
     eps]; state[0] = sum of squared gradients. lr_t = lr / (1 + (t - 1) lr_decay) on the host."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adagrad_kernel[grid, threads](p, g, state, float(hyper[0]) / (1.0 + (step - 1) * hyper[1]),
-                                  float(hyper[2]) + 0.0, float(hyper[2]) + l2, bounds,
-                                  float(hyper[4]), control)
+                                  float(hyper[2]) + l2, float(hyper[4]), grad_scale)
 
 
-def adadelta_update(p, g, state, hyper, step, control, l2, bounds):
+def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay]; state = [v, u]."""
+    p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adadelta_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                   1.0 - float(hyper[1]), float(hyper[2]),
-                                   float(hyper[3]) + 0.0, float(hyper[3]) + l2, bounds,
-                                   control)
+                                   1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]) + l2,
+                                   grad_scale)
 
 
-def rmsprop_update(p, g, state, hyper, step, control, l2, bounds):
+def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state = [v, momentum buffer (momentum > 0), mean gradient (centered)]."""
+    p, state = _elements(p, state, lo, hi)
     use_momentum = hyper[4] > 0.0
     centered = hyper[5] != 0.0
     grid, threads = _grid(p.shape[0])
     rmsprop_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                  1.0 - float(hyper[1]), float(hyper[2]),
-                                  float(hyper[3]) + 0.0, float(hyper[3]) + l2, bounds,
+                                  1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]) + l2,
                                   float(hyper[4]), centered, 1, 2 if use_momentum else 1,
-                                  control)
+                                  grad_scale)
 
 
 _UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
             ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
 
 
-def optimizer_update(code, p, g, state, hyper, step, control, l2=0.0, bounds=None):
-    """Dispatch on the optimizer code (host side); one fused kernel launch. l2 * p joins the
-    gradient of the elements in the weight segments of the device array `bounds`."""
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2=0.0):
+    """One fused kernel launch of `opt`'s rule (an OptimizerState bundle: code, hyper on the
+    host, state on the device) over elements lo:hi, step number `step`."""
     try:
-        update = _UPDATES[code]
+        update = _UPDATES[opt.code]
     except KeyError:
-        raise ValueError(f"unknown optimizer code {code!r}") from None
-    update(p, g, state, hyper, step, control, float(l2),
-           _no_bounds() if bounds is None else bounds)
+        raise ValueError(f"unknown optimizer code {opt.code!r}") from None
+    update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, float(l2))

@@ -1,0 +1,41 @@
+"""Step backends: what runs the compiled training steps for `fastnn.Trainer`, one per device.
+
+The Trainer owns the epoch loop once (chunks, roll-back on divergence, Ctrl-C, callbacks,
+History, progress); a backend owns the buffers and the kernels of one device and answers the
+same few calls:
+
+    steps = open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index,
+               y_float,
+                       val)               # bind the (validated) data, allocate everything once
+    steps.begin_epoch(order, code, hyper, state)  # the epoch's row order and optimizer
+                                          # (optimizer._kernel_args()); zero its sums
+    bad, done = steps.run(start, n)       # up to n steps from row start: (diverged?, steps)
+    steps.epoch_metrics()                 # (mean loss, accuracy or None) of the epoch's steps
+    steps.grad_norms(n_steps)             # per-layer ||dW_l|| averaged over the epoch's steps
+    steps.evaluate()                      # (validation loss, accuracy or None)
+    steps.copy_back()                     # the device's parameters and optimizer state ->
+                                          # model.params and optimizer.state
+    steps.copy_in()                       # model.params and optimizer.state -> the device
+    steps.close()                         # restore what the backend changed (threads, FP mode)
+
+A backend never rolls anything back, keeps no History and calls no callback: the Trainer does.
+On the CPU the kernels train model.params and optimizer.state in place (copy_back/copy_in do
+nothing); on the GPU they train device copies, and the host keeps the end of the last completed
+epoch until copy_back. A new per-step feature goes into the kernels of both devices and into
+`run` here, once per device.
+"""
+from .cpu import CpuSteps
+
+__all__ = ["CpuSteps", "open_steps"]
+
+
+def open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index,
+               y_float, val):
+    """The backend for `device` ("cpu" or "cuda"), bound to this fit's data (see the module
+    docstring). val: None or (X_val, y_val_index, y_val_float)."""
+    if device == "cuda":
+        from .cuda import CudaSteps  # numba.cuda is imported only when a GPU fit runs
+        return CudaSteps(model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                         val)
+    return CpuSteps(model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                         val)
