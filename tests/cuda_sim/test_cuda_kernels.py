@@ -302,7 +302,7 @@ def test_optimizer_update(case, dt):
                                    step, scale, 0, n, 0.0)
         optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
                                cuda.to_device(g), step, cuda.to_device(np.array([scale, 0.0])),
-                               0, n)
+                               0, n, 0.0)
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
         close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
     # the L2 penalty on W_0 = 0:5 and W_1 = 7:12 (l2), not on b_0 = 5:7, b_1 = 12:13
@@ -320,5 +320,5 @@ def test_optimizer_update(case, dt):
     before = d_p.copy_to_host()
     optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
                            cuda.to_device(rand(rng, n, dt)), 6,
-                           cuda.to_device(np.array([1.0, 1.0])), 0, n)
+                           cuda.to_device(np.array([1.0, 1.0])), 0, n, 0.0)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)

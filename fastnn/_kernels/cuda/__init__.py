@@ -39,6 +39,9 @@ DEVICE_ONLY = {
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "segment_bounds"),  # the W_l / b_l segments for the norm reduction
+    # the L2 penalty's sum of W^2 as a device reduction into the batch's per-row losses (the
+    # CPU adds each thread's part into its running loss sum: steps.weights_sumsq)
+    "steps": ("add_penalty",),
 }
 
 

@@ -230,7 +230,7 @@ _UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
             ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
 
 
-def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2=0.0):
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
     """One fused kernel launch of `opt`'s rule (an OptimizerState bundle: code, hyper on the
     host, state on the device) over elements lo:hi, step number `step`."""
     try:

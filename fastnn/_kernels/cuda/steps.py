@@ -119,7 +119,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
                 optimizer_update(opt, params, grads[lo:hi], step, team.control, lo, hi,
                                  opt.alpha / B if s % 2 == 0 else 0.0)
         else:
-            optimizer_update(opt, params, grads, step, team.control, 0, n_params)
+            optimizer_update(opt, params, grads, step, team.control, 0, n_params, 0.0)
     return done
 
 
