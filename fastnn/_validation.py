@@ -114,9 +114,9 @@ def _as_finite(arr, dtype, name, copy=False):
     return out
 
 
-def check_features(X, n_features, dtype, name="X", copy=False):
-    """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused).
-    copy=True returns an array that shares no memory with X (fit trains on its own copy)."""
+def check_features(X, n_features, dtype, name="X"):
+    """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused;
+    X itself when it already is one)."""
     arr = as_numeric(X, name)
     if arr.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
@@ -127,7 +127,7 @@ def check_features(X, n_features, dtype, name="X", copy=False):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model's input layer "
                          f"expects {n_features}")
-    return _as_finite(arr, dtype, name, copy)
+    return _as_finite(arr, dtype, name)
 
 
 def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):

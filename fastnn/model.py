@@ -347,14 +347,13 @@ class MLP:
         self._input_mean, self._input_std = arrays
         return self
 
-    def preprocess(self, X, name="X", copy=False):
+    def preprocess(self, X, name="X"):
         """X (n, n_inputs) as the input layer sees it: checked (2-D, finite, n_inputs
         columns), standardized when the model has an input standardization, C-contiguous in
         the model's dtype. Every entry point calls it; `name` is used in error messages.
-        copy=True: an array sharing no memory with X (Trainer.fit trains on its own copy; a
-        standardized X is always a new array)."""
+        X itself when it already is that and needs no standardization (no copy)."""
         if self._input_mean is None:
-            return check_features(X, self.n_inputs, self.dtype, name, copy=copy)
+            return check_features(X, self.n_inputs, self.dtype, name)
         arr = as_numeric(X, name)
         # checked in its own float dtype (no copy), standardized in float64 blocks of about
         # 8 MB: no float64 copy of a large X beside the result

@@ -196,7 +196,12 @@ class Trainer:
         dtype = model.dtype
         # fit trains on its own copies (as Keras does): a callback or another thread editing
         # X or y meanwhile cannot change what was validated
-        X = model.preprocess(X, "X", copy=True)  # checked, standardized if the model says so
+        # checked, standardized if the model says so; read in place when already in the model's
+        # dtype and layout (no second copy of the data, as torch's TensorDataset): editing the
+        # features mid-fit changes what later steps see but can never reach outside the
+        # arrays. The labels, which the kernels index with, are always copied
+        # (check_targets).
+        X = model.preprocess(X, "X")
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
@@ -209,7 +214,7 @@ class Trainer:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = model.preprocess(validation_data[0], "validation_data[0]", copy=True)
+            Xv = model.preprocess(validation_data[0], "validation_data[0]")
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:
