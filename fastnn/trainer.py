@@ -84,14 +84,22 @@ class Trainer:
     batch_size : int, or None for full-batch gradient descent (one step per epoch). The last
         partial batch of an epoch is used, not dropped. A batch_size larger than the training
         set is clamped to its size (one full-batch step per epoch), as Keras and torch do.
-    epochs : int, passes over the training data.
-    shuffle : reshuffle the training rows every epoch (seeded by `seed`).
+    epochs : int, passes over the training data; with fit(initial_epoch=k) the index of the
+        last epoch plus one, as in Keras (epochs k .. epochs-1 run).
+    shuffle : reshuffle the training rows every epoch. Epoch e walks
+        shuffle_order(seed, e, n): the order depends on (seed, epoch) only, so a fit resumed
+        at any epoch (fit(initial_epoch=)) replays the uninterrupted one. With seed=None a
+        seed is drawn once per Trainer (`trainer.shuffle_seed`).
     callbacks : objects with any of on_train_begin(logs), on_epoch_begin(epoch, logs),
         on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer)
         and on_train_abort() (called instead of on_train_end when fit raises); see
         fastnn.Callback. A callback stops training by setting trainer.stop_training = True.
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
+    alpha : float >= 0, scikit-learn's L2 penalty on the weight matrices (not the biases): a
+        batch of B rows adds alpha / 2 * sum(W^2) / B to its loss (in History's `loss`, not in
+        `val_loss`) and alpha * W / B to the weights' gradient, fused into the update after
+        clipping (like weight_decay; `grad_norm` is the data gradient's).
     verbose : 0 silent; 1 or 2 a progress bar (2, Keras' one line per epoch, is accepted and
         shows the same bar).
     device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
@@ -100,7 +108,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
                  seed=None, callbacks=None, clip_grad_norm=None, verbose=1,
-                 device="cpu"):
+                 device="cpu", alpha=0.0):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastnn.MLP, got {type(model).__name__}")
         if optimizer is None:
@@ -126,6 +134,7 @@ class Trainer:
         self.clip_grad_norm = (0.0 if clip_grad_norm is None else
                                check_number(clip_grad_norm, "clip_grad_norm", low=0.0,
                                             low_open=True))
+        self.alpha = check_number(alpha, "alpha", low=0.0)
         if not (isinstance(verbose, (numbers.Integral, np.bool_)) and verbose in (0, 1, 2)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
@@ -137,7 +146,7 @@ class Trainer:
         self.device = device
         self.stop_training = False
         self.history = None
-        self._rng = np.random.default_rng(seed)
+        self.shuffle_seed = _shuffle_seed(self.seed)
         self._chunk_steps = 8  # adapted so that a chunk takes about CHUNK_SECONDS
 
     def _callbacks(self, hook, *args):
@@ -146,8 +155,13 @@ class Trainer:
             if fn is not None:
                 fn(*args)
 
-    def fit(self, X, y, validation_data=None, validation_split=0.0):
+    def fit(self, X, y, validation_data=None, validation_split=0.0, initial_epoch=0):
         """Train; returns a History. For reconstruction (autoencoders) pass fit(X, X).
+
+        initial_epoch : the epoch to start from (Keras's argument): epochs initial_epoch ..
+            self.epochs - 1 run, numbered so in History and callbacks, with those epochs'
+            shuffles. A model and optimizer (state and step count) carried over from a fit
+            that ended after epoch initial_epoch - 1 continue it bit for bit.
 
         validation_data : (X_val, y_val) evaluated after every epoch.
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
@@ -190,6 +204,11 @@ class Trainer:
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or not 0 <= initial_epoch < self.epochs:
+            raise ValueError(f"initial_epoch must be an integer in [0, epochs={self.epochs}), "
+                             f"got {initial_epoch!r}")
+        self.alpha = check_number(self.alpha, "alpha", low=0.0)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -205,9 +224,9 @@ class Trainer:
             X = X[:cut]
             y_index = y_index[:cut] if y_index.size else y_index
             y_float = y_float[:cut] if y_float.size else y_float
-        return self._run(X, y_index, y_float, val)
+        return self._run(X, y_index, y_float, val, int(initial_epoch))
 
-    def _run(self, X, y_index, y_float, val):
+    def _run(self, X, y_index, y_float, val, initial_epoch):
         """The epoch loop, once for both devices: the step backend (fastnn/_steps) runs the
         compiled steps, everything between chunks happens here."""
         model, opt = self.model, self.optimizer
@@ -240,25 +259,26 @@ class Trainer:
             where = f"the end of epoch {epoch - 1}" if epoch else "the start of this fit"
             return TrainingDiverged(
                 f"training diverged in epoch {epoch} ({what}); the model holds its last finite "
-                f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
-                f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
+                f"weights, from {where}, and History its {epoch - initial_epoch} finite "
+                f"epoch(s). Try a lower learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
         # the settings are read once, here (clip_grad_norm validated by fit)
-        steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm, X,
+        steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm,
+                           self.alpha, X,
                            y_index, y_float, val)
         restore_sigint = bar = None
         try:
-            bar = progress_bar(self.epochs * N, self.verbose)
+            bar = progress_bar((self.epochs - initial_epoch) * N, self.verbose)
             restore_sigint = _catch_sigint(interrupted)
             self._callbacks("set_trainer", self)
             self._callbacks("on_train_begin", {})
-            for epoch in range(self.epochs):
+            for epoch in range(initial_epoch, self.epochs):
                 self._callbacks("on_epoch_begin", epoch, {})
                 # read once per epoch: schedules change lr, callbacks any setting; a new state
                 # layout (momentum switched on, amsgrad, ...) takes effect here
                 opt_code, hyper, state = opt._kernel_args(model.params)
-                order = (self._rng.permutation(N) if self.shuffle
-                         else np.arange(N)).astype(np.int64)
+                order = (shuffle_order(self.shuffle_seed, epoch, N) if self.shuffle
+                         else np.arange(N, dtype=np.int64))
                 steps.begin_epoch(order, opt_code, hyper, state)
                 if self.callbacks:  # callbacks may have replaced the weights or the state
                     steps.copy_in()
@@ -355,6 +375,26 @@ class _SilentBar:
 
     def close(self):
         pass
+
+
+def shuffle_order(seed, epoch, n):
+    """Epoch `epoch`'s row order (int64 permutation of n) for shuffle seed `seed`: a function
+    of (seed, epoch) only, np.random.default_rng([seed, epoch]).permutation(n)."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def _shuffle_seed(seed):
+    """The non-negative integer that keys the shuffles, from a Trainer's seed (None: fresh
+    entropy; a SeedSequence, BitGenerator or Generator: one draw from it)."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(seed, np.random.SeedSequence):
+        return int(seed.generate_state(2, np.uint64).view(np.uint64)[0])
+    if isinstance(seed, np.random.BitGenerator):
+        seed = np.random.Generator(seed)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63, dtype=np.int64))
+    return int(seed)
 
 
 def progress_bar(total, verbose):

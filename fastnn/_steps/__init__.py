@@ -4,7 +4,8 @@ The Trainer owns the epoch loop once (chunks, roll-back on divergence, Ctrl-C, c
 History, progress); a backend owns the buffers and the kernels of one device and answers the
 same few calls:
 
-    steps = open_steps(device, model, optimizer, loss, batch, clip_norm, X, y_index, y_float,
+    steps = open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index,
+               y_float,
                        val)               # bind the (validated) data, allocate everything once
     steps.begin_epoch(order, code, hyper, state)  # the epoch's row order and optimizer
                                           # (optimizer._kernel_args()); zero its sums
@@ -34,10 +35,13 @@ from .cpu import CpuSteps
 __all__ = ["CpuSteps", "open_steps"]
 
 
-def open_steps(device, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+def open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index,
+               y_float, val):
     """The backend for `device` ("cpu" or "cuda"), bound to this fit's data (see the module
     docstring). val: None or (X_val, y_val_index, y_val_float)."""
     if device == "cuda":
         from .cuda import CudaSteps  # numba.cuda is imported only when a GPU fit runs
-        return CudaSteps(model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val)
-    return CpuSteps(model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val)
+        return CudaSteps(model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                         val)
+    return CpuSteps(model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                         val)

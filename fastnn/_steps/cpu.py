@@ -21,12 +21,14 @@ EVAL_BATCH = 1024  # validation rows per batch
 class CpuSteps:
     """See fastnn._steps for the protocol."""
 
-    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+    def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                 val):
         self.model = model
         self.optimizer = optimizer
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.alpha = alpha  # the L2 penalty
         self.data = Data(X, y_index, y_float)
         self.val = val
         self.N = X.shape[0]
@@ -50,7 +52,8 @@ class CpuSteps:
     def begin_epoch(self, order, code, hyper, state):
         self.order = order
         self.state = state
-        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm)
+        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm,
+                                  self.alpha)
         self.stats[:] = 0
         self.norms[:] = 0
 

@@ -35,7 +35,8 @@ def _to_device(cuda, y, shape_if_empty, dtype):
 class CudaSteps:
     """See fastnn._steps for the protocol."""
 
-    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+    def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                 val):
         cuda = require_gpu()
         from .._kernels.cuda import network, steps
         from .._kernels.cuda.bundles import RowStats, Team
@@ -45,6 +46,7 @@ class CudaSteps:
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.alpha = alpha  # the L2 penalty
         dt = model.dtype
         k = model.n_outputs
         L = model.n_layers
@@ -104,7 +106,7 @@ class CudaSteps:
             self.state = self.cuda.to_device(state)
             self.good_state = self.cuda.device_array_like(self.state)
         self.opt = OptimizerState(code, hyper, self.state, self.optimizer.step_count,
-                                  self.clip_norm)
+                                  self.clip_norm, self.alpha)
         self.order.copy_to_device(order)
         self.norms.copy_to_device(self._zeros_l)
         self.stats.status.copy_to_device(self._zero_status)

@@ -61,6 +61,20 @@ def test_fit_with_chunked_column_sums_matches_cpu(monkeypatch):
     check_same(out)
 
 
+@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+def test_fit_with_l2_penalty_matches_cpu(opt):
+    """alpha: the L2 penalty in the update and the loss, on both devices alike."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((9, 4))
+    y = rng.integers(0, 3, 9)
+    make_opt = {"sgd": lambda: fastnn.optim.SGD(lr=0.2, momentum=0.5),
+                "adamw": lambda: fastnn.optim.AdamW(lr=0.05, weight_decay=0.1)}[opt]
+    out = fit_both(lambda: fastnn.MLP([4, 6, 5, 3], activation="tanh", output="softmax",
+                                      dtype="float64", seed=4),
+                   make_opt, X, y, batch_size=4, epochs=2, shuffle=True, seed=2, alpha=0.7)
+    check_same(out)
+
+
 def test_fit_mse_sgd_nesterov_shuffled_matches_cpu():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((8, 4))

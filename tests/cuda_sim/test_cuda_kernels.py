@@ -298,18 +298,29 @@ def test_optimizer_update(case, dt):
     for step in range(1, 5):
         g = rand(rng, n, dt)
         scale = 0.7 if step == 2 else 1.0
-        cpu_optim.optimizer_update(OptimizerState(code, hyper, state, no_count, 0.0), p, g,
-                                   step, scale, 0, n)
-        optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0), d_p,
+        cpu_optim.optimizer_update(OptimizerState(code, hyper, state, no_count, 0.0, 0.0), p, g,
+                                   step, scale, 0, n, 0.0)
+        optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
                                cuda.to_device(g), step, cuda.to_device(np.array([scale, 0.0])),
-                               0, n)
+                               0, n, 0.0)
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
         close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
+    # the L2 penalty on W_0 = 0:5 and W_1 = 7:12 (l2), not on b_0 = 5:7, b_1 = 12:13
+    g = rand(rng, n, dt)
+    ones = cuda.to_device(np.array([1.0, 0.0]))
+    opt_cpu = OptimizerState(code, hyper, state, no_count, 0.0, 0.0)
+    opt_gpu = OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0)
+    d_g = cuda.to_device(g)
+    for lo, hi, l2 in ((0, 5, 0.3), (5, 7, 0.0), (7, 12, 0.3), (12, 13, 0.0)):
+        cpu_optim.optimizer_update(opt_cpu, p, g[lo:hi], 5, 1.0, lo, hi, l2)
+        optim.optimizer_update(opt_gpu, d_p, d_g[lo:hi], 5, ones, lo, hi, l2)
+    close(d_p.copy_to_host(), p, dt, f"{case[0]} l2 params")
+    close(d_state.copy_to_host(), state, dt, f"{case[0]} l2 state")
     # control[1] set: the update is skipped entirely
     before = d_p.copy_to_host()
-    optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0), d_p,
-                           cuda.to_device(rand(rng, n, dt)), 5,
-                           cuda.to_device(np.array([1.0, 1.0])), 0, n)
+    optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
+                           cuda.to_device(rand(rng, n, dt)), 6,
+                           cuda.to_device(np.array([1.0, 1.0])), 0, n, 0.0)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)
 
 

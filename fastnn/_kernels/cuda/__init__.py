@@ -42,6 +42,9 @@ DEVICE_ONLY = {
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device
                 "forward_for_loss",  # the forward leaving a softmax output to the loss kernel
                 "segment_bounds", "norm_blocks"),  # the W_l / b_l segments for the norm reduction
+    # the L2 penalty's sum of W^2 as a device reduction into the batch's per-row losses (the
+    # CPU adds each thread's part into its running loss sum: steps.weights_sumsq)
+    "steps": ("add_penalty",),
 }
 
 
