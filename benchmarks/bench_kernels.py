@@ -39,8 +39,7 @@ class Step:
                               np.zeros(4), batch_size)
         network_backward(self.grads, ws.buffers, self.x, *self.args)
         opt = Adam(lr=1e-3)
-        self.opt = OptimizerState(ADAM, opt.hyper(), opt.bind(self.model.n_params,
-                                                              self.model.dtype),
+        self.opt = OptimizerState(ADAM, opt.hyper(), opt.bind(self.model.params),
                                   opt.step_count, 0.0, 0.0)
         # one update on the real buffers: compiles, and touches the freshly allocated state
         optimizer_update(self.opt, params, self.grads, 1, 1.0, 0, params.size, 0.0)
