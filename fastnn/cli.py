@@ -19,6 +19,16 @@ def _int_list(text):
     return sizes
 
 
+def _dropout_rate(text):
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
+    if not 0.0 <= p < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return p
+
+
 def _int_at_least(low):
     """An argparse type: an integer >= low, with a one-line error otherwise."""
     def parse(text):
@@ -55,6 +65,11 @@ def build_parser():
                    help="hidden layer sizes, comma-separated (default: 128)")
     t.add_argument("--activation", default="relu",
                    help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, elu, gelu")
+    t.add_argument("--dropout", type=_dropout_rate, default=0.0, metavar="P",
+                   help="drop each hidden unit with probability P while training (inverted "
+                        "dropout, as torch's nn.Dropout; default: 0)")
+    t.add_argument("--input-dropout", type=_dropout_rate, default=0.0, metavar="P",
+                   help="the same for the input features (default: 0)")
     t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="auto: classification when the labels are integers")
     t.add_argument("--optimizer", default="adam", help="sgd, adagrad, adadelta, rmsprop, adam, "
@@ -104,7 +119,7 @@ def train(args):
         output, metric = "identity", "R^2"
     sizes = [X_train.shape[1], *args.hidden, n_out]
     model = fastnn.MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
-                       seed=args.seed)
+                       seed=args.seed, dropout=args.dropout, input_dropout=args.input_dropout)
     optimizer = fastnn.optim.get_optimizer(args.optimizer, lr=args.lr)
     batch_size = None if args.batch_size == 0 else args.batch_size
     has_val = len(X_val) > 0

@@ -88,6 +88,12 @@ class Trainer:
         set is clamped to its size (one full-batch step per epoch), as Keras and torch do.
     epochs : int, passes over the training data.
     shuffle : reshuffle the training rows every epoch (seeded by `seed`).
+    seed : int or None, seeds the shuffles and keys the model's dropout masks: the mask of
+        optimizer step t is a hash of (seed, t, layer, row, unit), so the same seed gives the
+        same fit, and a fit resumed with the same seed and optimizer (its step count) draws
+        the masks that the uninterrupted fit would. With None (or a numpy seed object) the
+        dropout key is drawn once per Trainer from fresh entropy (from `seed` itself when it
+        is a SeedSequence or Generator).
     callbacks : objects with any of on_train_begin(logs), on_epoch_begin(epoch, logs),
         on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer)
         and on_train_abort() (called instead of on_train_end when fit raises); see
@@ -140,6 +146,7 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self._rng = np.random.default_rng(seed)
+        self._dropout_seed = _dropout_key(self.seed)
         self._chunk_steps = 8  # adapted so that a chunk takes about CHUNK_SECONDS
 
     def _callbacks(self, hook, *args):
@@ -235,7 +242,7 @@ class Trainer:
                 f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
         steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm, X,
-                           y_index, y_float, val)
+                           y_index, y_float, val, self._dropout_seed)
         restore_sigint = bar = None
         try:
             bar = progress_bar(self.epochs * N, self.verbose)
@@ -348,6 +355,20 @@ def progress_bar(total, verbose):
     if not verbose:
         return _SilentBar()
     return tqdm(total=total, unit="samples", unit_scale=True, leave=True, dynamic_ncols=True)
+
+
+def _dropout_key(seed):
+    """The dropout masks' key for a Trainer seed: the seed itself when it is an int, else 63
+    bits drawn from it (None: fresh entropy), without touching the shuffles' generator."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed) & 0x7FFFFFFFFFFFFFFF
+    if isinstance(seed, np.random.Generator):
+        seed = seed.bit_generator.seed_seq
+    elif isinstance(seed, np.random.BitGenerator):
+        seed = seed.seed_seq
+    if not isinstance(seed, np.random.SeedSequence):
+        seed = np.random.SeedSequence(seed)
+    return int(seed.spawn(1)[0].generate_state(1, np.uint64)[0]) & 0x7FFFFFFFFFFFFFFF
 
 
 def _mean_target_variance(y_float):

@@ -20,12 +20,14 @@ EVAL_BATCH = 1024  # validation rows per batch
 class CpuSteps:
     """See fastnn._steps for the protocol."""
 
-    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val,
+                 dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.drop = model.dropout_layout(dropout_seed)
         self.data = Data(X, y_index, y_float)
         self.val = val
         self.N = X.shape[0]
@@ -52,7 +54,7 @@ class CpuSteps:
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
-            model.layout, self.loss_code,
+            model.layout, self.drop, self.loss_code,
             OptimizerState(opt.code, hyper, opt.state, opt.step_count, self.clip_norm),
             self.ws.buffers, self.stats, self.norms)
         return status == DIVERGED, done

@@ -33,7 +33,8 @@ def _to_device(cuda, y, shape_if_empty, dtype):
 class CudaSteps:
     """See fastnn._steps for the protocol."""
 
-    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val):
+    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val,
+                 dropout_seed=0):
         cuda = require_gpu()
         from .._kernels.cuda import network, steps
         from .._kernels.cuda.bundles import RowStats, Team
@@ -43,6 +44,7 @@ class CudaSteps:
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.drop = model.dropout_layout(dropout_seed)
         dt = model.dtype
         k = model.n_outputs
         L = model.n_layers
@@ -89,7 +91,7 @@ class CudaSteps:
         opt = self.optimizer
         done = self.kernels.train_steps(
             self.data, self.order, start, n_steps, self.batch, self.params, self.grads,
-            self.model.layout, self.loss_code,
+            self.model.layout, self.drop, self.loss_code,
             OptimizerState(opt.code, hyper, self.state, opt.step_count, self.clip_norm),
             self.ws.buffers, self.stats, self.norms, self.team)
         bad = self.stats.status.copy_to_host()[0] != 0  # waits for the chunk's kernels

@@ -36,6 +36,7 @@ CUDA simulator; the tests use that on machines without a GPU.
 DEVICE_ONLY = {
     "dense": ("gemm", "column_sum",  # the tiled GEMM (the CPU calls BLAS: blas.gemm)
               "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
+    "dropout": ("site_args",),  # the kernels' scalar arguments of one dropout site
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "segment_bounds"),  # the W_l / b_l segments for the norm reduction

@@ -15,6 +15,7 @@ from numba import cuda
 
 from . import dense as _dense
 from .dense import dense_backward, dense_forward
+from .dropout import delta_epilogue, dropout_rows_kernel, dropping, site_args
 from .losses import loss_forward_backward
 
 NORM_THREADS = 128  # threads per block of the sum-of-squares reduction (a power of two)
@@ -101,9 +102,10 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
 
 
 # ---------------------------------------------------------------------------- launchers
-def network_forward(ws, x, B, params, net, team):
+def network_forward(ws, x, B, params, net, drop, step, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
-    block."""
+    block. Hidden outputs go through their dropout (`drop`, step `step`) in the GEMM's
+    epilogue."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     inp = x
@@ -114,12 +116,13 @@ def network_forward(ws, x, B, params, net, team):
         b = vec(params, net.b_off[l], fo)
         a = block(ws.A, B * net.unit_off[l], B, fo)
         z = block(ws.Z, B * net.unit_off[l], B, fo)
-        dense_forward(a, z, inp, W, b, net.acts[l])
+        dense_forward(a, z, inp, W, b, net.acts[l], site_args(drop, step, l + 1))
         inp = a
 
 
-def network_backward(grads, ws, x, B, params, net, team):
-    """Backpropagation: D's last block holds dL/dz_out on entry; grads is overwritten."""
+def network_backward(grads, ws, x, B, params, net, drop, step, team):
+    """Backpropagation: D's last block holds dL/dz_out on entry; grads is overwritten. Deltas
+    go back through the forward's dropout masks (`drop`, step `step`)."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     for l in range(net.acts.shape[0] - 1, -1, -1):
@@ -136,8 +139,8 @@ def network_backward(grads, ws, x, B, params, net, team):
             inp = block(ws.A, off, B, fi)
             dprev = block(ws.D, off, B, fi)
             dense_backward(dprev, dW, db, dz, inp, W)
-            _dense.activation_backward(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1],
-                                       0, B, 0, fi)
+            delta_epilogue(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1], 0, B, 0, fi,
+                           drop, step, l)
 
 
 def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
@@ -177,11 +180,19 @@ def segment_bounds(sizes, w_off):
     return bounds
 
 
-def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, loss, stats):
+def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, drop, step, loss,
+                          stats):
     """One training step's gradient on x (B, sizes[0]): forward, fused loss + output delta,
-    backward; stats: RowStats whose start is the batch's first row."""
+    backward, with the dropout masks of step `step` of `drop` (the input's applied to a copy
+    of x in ws.xb); stats: RowStats whose start is the batch's first row."""
     B = x.shape[0]
-    network_forward(ws, x, B, params, net, None)
+    if dropping(drop, 0):
+        xin = block(ws.xb, 0, B, net.sizes[0])
+        threads = _dense.THREADS
+        dropout_rows_kernel[max((x.size + threads - 1) // threads, 1), threads](
+            xin, x, *site_args(drop, step, 0))
+        x = xin
+    network_forward(ws, x, B, params, net, drop, step, None)
     network_loss(ws, y_index, y_float, B, net, loss, stats, None)
-    network_backward(grads, ws, x, B, params, net, None)
+    network_backward(grads, ws, x, B, params, net, drop, step, None)
 
