@@ -98,12 +98,6 @@ def row_key(seed, step, site, row):
 
 
 @njit(cache=True)
-def keeps(key, unit, threshold):
-    """Whether this unit survives (threshold: keep_threshold of the site's p)."""
-    return unit_hash(key, unit) >= np.uint64(threshold)
-
-
-@njit(cache=True)
 def dropout_forward_row(a, key, c0, n, threshold, scale):
     """a[j] *= scale if unit c0 + j is kept, else 0, for j < n: the inverted-dropout epilogue
     of one row of a layer's output (a: that row's columns c0:c0 + n)."""
