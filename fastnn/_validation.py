@@ -3,8 +3,8 @@ did not expect would corrupt memory instead of raising. Every error names the ar
 
 One vocabulary for every public entry point (MLP, Trainer, optimizers, schedules, callbacks,
 data, io): a value of the wrong kind (a str for a number, a float for a count, a bool where an
-integer is meant) is a TypeError; a value of the right kind outside its range or choices is a
-ValueError."""
+integer or a flag is meant) is a TypeError; a value of the right kind outside its range is a
+ValueError, and so is anything that is not one of a fixed set of choices (check_choice)."""
 import numbers
 
 import numpy as np

@@ -1,10 +1,19 @@
-"""`fastnn train`: train an MLP from the command line.
+"""fastnn: train, apply and evaluate MLPs from the command line.
 
-Without --data it trains on scikit-learn's bundled digits (offline), split into
-train/validation/test and standardized on the training part, and prints the test accuracy.
+`fastnn train` fits an MLP on a data file (or, without --data, scikit-learn's bundled digits,
+offline), split into train/validation/test, and prints the test metric; the saved model carries
+its input standardization and class names. `fastnn predict` applies a saved model to raw
+rows, `fastnn evaluate` reports its metric on a labelled file.
+
+Each subcommand is one `_Command`: a function that adds its arguments and one that runs it;
+`COMMANDS` lists them (add a new one there).
 """
 import argparse
+import csv
+import io
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,14 +62,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser():
-    parser = _Parser(prog="fastnn", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an MLP and report its test metric",
-                       description="Train an MLP on the bundled digits data or on --data, with "
-                                   "a train/validation/test split; prints the test metric once.")
-    t.add_argument("--data", help="a .npz file with arrays X and y, or a .csv whose last column "
-                                  "is the label (default: scikit-learn's digits)")
+class _Command(NamedTuple):
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable  # (parser) -> None
+    run: Callable            # (args) -> exit status
+
+
+def _add_data_arguments(p, data_help, required):
+    p.add_argument("--data", metavar="FILE", required=required, help=data_help)
+    p.add_argument("--label-column", metavar="NAME|INDEX", default=None,
+                   help="the CSV column holding the labels: a header name, or a 0-based index "
+                        "(-1 = the last; default: the last column)")
+
+
+def _add_train_arguments(t):
+    _add_data_arguments(t, "a .npz file with arrays X and y, or a .csv of numeric features and "
+                           "a label column (numbers or names) (default: scikit-learn's digits)",
+                        required=False)
     t.add_argument("--hidden", type=_int_list, default=[128],
                    help="hidden layer sizes, comma-separated (default: 128)")
     t.add_argument("--activation", default="relu",
@@ -71,7 +91,7 @@ def build_parser():
     t.add_argument("--input-dropout", type=_dropout_rate, default=0.0, metavar="P",
                    help="the same for the input features (default: 0)")
     t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                   help="auto: classification when the labels are integers")
+                   help="auto: classification when the labels are integers or names")
     t.add_argument("--optimizer", default="adam", help="sgd, adagrad, adadelta, rmsprop, adam, "
                                                         "adamw (default: adam)")
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
@@ -86,12 +106,70 @@ def build_parser():
     t.add_argument("--patience", type=_non_negative_int, default=None, metavar="N",
                    help="early stopping: stop after N epochs without a lower validation loss "
                         "and restore the best epoch's weights (default: off)")
-    t.add_argument("--save", metavar="FILE", help="write the trained (best) model to FILE "
-                                                  "(.safetensors, loads with fastnn.load)")
+    t.add_argument("--save", metavar="FILE", help="write the trained (best) model, with its "
+                                                  "input standardization and class names, to "
+                                                  "FILE (.safetensors; for fastnn predict and "
+                                                  "fastnn.load)")
     t.add_argument("--plot", metavar="FILE.png", help="write learning curves and per-layer "
                                                       "gradient norms to FILE.png (matplotlib)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no model summary, no progress bar")
+
+
+def _add_model_argument(p):
+    p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train --save "
+                                                  "or model.save")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, metavar="N",
+                   help="rows per forward pass (default: 1024)")
+
+
+def _add_predict_arguments(p):
+    _add_model_argument(p)
+    _add_data_arguments(p, "a .csv of raw feature rows (the model's inputs, optionally with a "
+                           "label column, which is ignored), or a .npz with an array X",
+                        required=True)
+    p.add_argument("--output", metavar="FILE.csv",
+                   help="write the predictions there (default: standard output)")
+    p.add_argument("--proba", action="store_true",
+                   help="class probabilities, one column per class, instead of labels")
+
+
+def _add_evaluate_arguments(p):
+    _add_model_argument(p)
+    _add_data_arguments(p, "a labelled .csv or .npz, read as fastnn train reads its data",
+                        required=True)
+
+
+def build_parser():
+    parser = _Parser(prog="fastnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
     return parser
+
+
+def _is_classifier(model):
+    """A softmax output, or a single sigmoid output: one class label per row."""
+    return model.output == "softmax" or (model.output == "sigmoid" and model.n_outputs == 1)
+
+
+def _test_metric(model, X, y):
+    """("accuracy", value) for classifiers, ("R^2", value) otherwise, of the model on raw
+    rows X and class indices (or targets) y."""
+    if model.output != "identity":
+        if np.ndim(y) == 1 and _is_classifier(model):
+            indices = model.predict_classes(X).reshape(len(X), -1)[:, 0]
+            return "accuracy", float(np.mean(indices == y))
+        return "accuracy", model.evaluate(X, y)[1]
+    pred = model.predict(X).reshape(np.shape(y))
+    resid = np.sum((pred - y) ** 2)
+    total = np.sum((y - np.mean(y, axis=0)) ** 2)
+    return "R^2", float(1.0 - resid / total) if total > 0 else float("nan")
+
+
+def _stderr(text):
+    print(text, file=sys.stderr)
 
 
 def train(args):
@@ -107,25 +185,32 @@ def train(args):
             require_matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
-    X_train, X_val, X_test, y_train, y_val, y_test, classification = load_split(
-        args.data, args.val_size, args.test_size, args.seed, args.task)
-    if classification:
+    split = load_split(args.data, args.val_size, args.test_size, args.seed, args.task,
+                       args.label_column)
+    X_train, X_val, X_test, y_train, y_val, y_test = split[:6]
+    if split.classes is not None:
+        n_out, output = len(split.classes), "softmax"
+    elif split.classification:
         labels = np.concatenate([y_train, y_val, y_test])
         if labels.min() < 0:
             raise ValueError("class labels must be 0, 1, ..., n_classes - 1")
-        n_out, output, metric = int(labels.max()) + 1, "softmax", "accuracy"
+        n_out, output = int(labels.max()) + 1, "softmax"
     else:
         n_out = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
-        output, metric = "identity", "R^2"
+        output = "identity"
     sizes = [X_train.shape[1], *args.hidden, n_out]
     model = fastnn.MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
                        seed=args.seed, dropout=args.dropout, input_dropout=args.input_dropout)
+    # the model takes raw rows from now on: fit, predict and the saved file standardize them
+    model.set_input_standardization(split.mean, split.std)
+    model.classes_ = split.classes
     optimizer = fastnn.optim.get_optimizer(args.optimizer, lr=args.lr)
     batch_size = None if args.batch_size == 0 else args.batch_size
     has_val = len(X_val) > 0
-    print(f"fastnn: {model}; {len(X_train)} train / {len(X_val)} validation / {len(X_test)} "
-          f"test samples; {optimizer}, batch_size={batch_size}, epochs={args.epochs}",
-          file=sys.stderr)
+    if not args.quiet:
+        model.summary(print_fn=_stderr)
+    _stderr(f"fastnn: {len(X_train)} train / {len(X_val)} validation / {len(X_test)} "
+            f"test samples; {optimizer}, batch_size={batch_size}, epochs={args.epochs}")
     callbacks = []
     if args.patience is not None:
         if not has_val:
@@ -147,8 +232,8 @@ def train(args):
         stopped = (f"stopped early after epoch {stopper.stopped_epoch + 1}; "
                    if stopper.stopped_epoch else "")
         what = f"{stopped}restored the best epoch ({stopper.best_epoch + 1})"
-    print(f"fastnn: {what}: " + ", ".join(f"{k}={history[k][epoch]:.4g}" for k in shown
-                                          if k in history.history), file=sys.stderr)
+    _stderr(f"fastnn: {what}: " + ", ".join(f"{k}={history[k][epoch]:.4g}" for k in shown
+                                            if k in history.history))
     if args.save is not None:
         model.save(args.save)
         print(f"fastnn: saved the model to {args.save}", file=sys.stderr)
@@ -157,23 +242,105 @@ def train(args):
         print(f"fastnn: wrote {args.plot}", file=sys.stderr)
     if len(X_test) == 0:
         return 0
-    if classification:
-        score = float(np.mean(model.predict_classes(X_test) == y_test))
-    else:
-        pred = model.predict(X_test).reshape(np.shape(y_test))
-        resid = np.sum((pred - y_test) ** 2)
-        total = np.sum((y_test - np.mean(y_test, axis=0)) ** 2)
-        score = float(1.0 - resid / total) if total > 0 else float("nan")
+    metric, score = _test_metric(model, X_test, y_test)
     print(f"test {metric}: {score:.4f}")
     return 0
+
+
+def _cells(values):
+    """The CSV cells of one row: floats in the shortest form that reads back the same value
+    in their dtype (numpy's str of a float32 scalar, not of the float64 it widens to)."""
+    return [str(v) for v in values]
+
+
+def predict(args):
+    import fastnn
+
+    from ._files import atomic_write_bytes
+    from .data import load_features
+
+    model = fastnn.load(args.model)
+    X = load_features(args.data, model.n_inputs, args.label_column)
+    classes = model.classes_
+    if args.proba:
+        if model.output == "identity":
+            raise ValueError("--proba needs a classifier (softmax or sigmoid output); this "
+                             "model is a regression model (identity output)")
+        rows = model.predict(X, args.batch_size)
+        if _is_classifier(model) and model.output == "sigmoid":
+            rows = np.concatenate([1 - rows, rows], axis=1)  # P(class 0), P(class 1)
+        header = classes.tolist() if classes is not None else list(range(rows.shape[1]))
+    elif _is_classifier(model):
+        rows = model.predict_labels(X, args.batch_size)[:, None]
+        header = ["prediction"]
+    elif model.output == "sigmoid":  # several sigmoid outputs: one 0/1 label per output
+        rows = model.predict_classes(X, args.batch_size)
+        header = [f"prediction_{j}" for j in range(rows.shape[1])]
+    else:
+        rows = model.predict(X, args.batch_size)
+        header = (["prediction"] if rows.shape[1] == 1 else
+                  [f"prediction_{j}" for j in range(rows.shape[1])])
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(_cells(row) for row in rows)
+    if args.output is None:
+        sys.stdout.write(text.getvalue())
+    else:
+        atomic_write_bytes(args.output, text.getvalue().encode())
+        _stderr(f"fastnn: wrote {len(rows)} predictions to {args.output}")
+    return 0
+
+
+def evaluate(args):
+    import fastnn
+
+    from .data import encode_labels, load_table
+
+    model = fastnn.load(args.model)
+    X, y = load_table(args.data, args.label_column)
+    if X.shape[1] != model.n_inputs:
+        raise ValueError(f"{args.data}: {X.shape[1]} feature columns besides the label, but "
+                         f"the model takes {model.n_inputs} features")
+    if _is_classifier(model) and np.ndim(y) == 1:
+        if model.classes_ is not None:
+            _, y = encode_labels(y, model.classes_)
+        elif y.dtype.kind not in "iu":
+            raise ValueError(f"{args.data}: the labels are not class indices (e.g. "
+                             f"{y[0].tolist()!r}) and the model has no class names "
+                             f"(classes_) to map them to its outputs")
+    elif y.dtype.kind == "U":
+        raise ValueError(f"{args.data}: the labels are names (e.g. {y[0]!r}), but the model "
+                         f"has {model.output} outputs, not a classifier's")
+    loss, _ = model.evaluate(X, y, batch_size=args.batch_size)
+    metric, score = _test_metric(model, X, y)
+    _stderr(f"fastnn: {len(X)} samples, loss={loss:.4g}")
+    print(f"test {metric}: {score:.4f}")
+    return 0
+
+
+COMMANDS = (
+    _Command("train", "train an MLP and report its test metric",
+             "Train an MLP on the bundled digits data or on --data, with a "
+             "train/validation/test split; prints the test metric once.",
+             _add_train_arguments, train),
+    _Command("predict", "apply a saved model to raw rows",
+             "Predict the labels (or, for regression, the outputs) of the rows of --data with "
+             "a saved model, its input standardization and class names included; one CSV row "
+             "per input row, after a header row.",
+             _add_predict_arguments, predict),
+    _Command("evaluate", "a saved model's metric on a labelled file",
+             "Print a saved model's accuracy (classifiers) or R^2 (regression) on the labelled "
+             "rows of --data, as fastnn train prints its test metric, and its loss.",
+             _add_evaluate_arguments, evaluate),
+)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "train":
-            return train(args)
+        return args.run(args)
     except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
         # one line, whatever the message holds (numpy's can span several)
         message = " ".join(str(exc).split()) or type(exc).__name__
@@ -182,7 +349,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

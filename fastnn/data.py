@@ -1,7 +1,7 @@
 """Data helpers: exact stratified train/validation/test splits, Keras' validation_split, the
-bundled digits data set, a loader for user tables (.npz / .csv), and `load_split`, the split and
-standardized data of `fastnn train`. Pure numpy; scikit-learn is imported only to load the
-digits."""
+bundled digits data set, and loaders for user tables (.npz / .csv, numeric features, labels
+numbers or names). Pure numpy; scikit-learn
+is imported only by `load_digits_split`."""
 import csv
 import math
 import numbers
@@ -10,8 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DigitsSplit", "class_labels", "load_digits_split", "load_split", "load_table",
-           "train_val_test_split", "validation_split_indices"]
+__all__ = ["DigitsSplit", "TableSplit", "class_labels", "encode_labels", "load_digits_split",
+           "load_features", "load_split", "load_table", "standardization", "train_val_test_split",
+           "validation_split_indices"]
 
 
 # --------------------------------------------------------------------------- arguments
@@ -274,53 +275,67 @@ def load_digits_split(seed=0):
     X_tr, X_va, X_te, y_tr, y_va, y_te = train_val_test_split(
         X.astype(np.float64), y.astype(np.int64), val_size=0.15, test_size=0.15,
         stratify=True, seed=seed)
-    (X_tr, X_va, X_te), mean, std = _standardize(X_tr, X_va, X_te)
-    f32 = [a.astype(np.float32) for a in (X_tr, X_va, X_te)]
+    mean, std = standardization(X_tr)  # constant pixels (the digits' borders) stay 0
+    f32 = [((a - mean) / std).astype(np.float32) for a in (X_tr, X_va, X_te)]
     out = DigitsSplit(*f32, y_tr, y_va, y_te)
     out.mean, out.std = mean.astype(np.float32), std.astype(np.float32)
     return out
 
 
-def _standardize(train, *others):
-    """(train, *others) scaled by the train part's mean and std (no leakage from the others);
-    returns (scaled parts, mean, std). Constant features (the digits' blank borders) keep
-    std 1, so they become 0 instead of NaN."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    std[std == 0] = 1.0
-    return [(a - mean) / std for a in (train, *others)], mean, std
-
-
-def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto"):
-    """The data behind `fastnn train`: the table at `path` (see load_table), or scikit-learn's
-    digits when path is None, split with train_val_test_split (stratified for classification)
-    and standardized on the train part. task: "classification", "regression" or "auto"
-    (classification when the labels are integers). Returns (X_train, X_val, X_test, y_train,
-    y_val, y_test, classification)."""
-    if path is None:
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise ValueError("the default data set needs scikit-learn: pip install "
-                             "'fastnn[sklearn]', or pass --data FILE") from None
-        X, y = load_digits(return_X_y=True)
-    else:
-        X, y = load_table(path)
-    classification = (task == "classification" or
-                      (task == "auto" and np.issubdtype(np.asarray(y).dtype, np.integer)))
-    if classification:
-        y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.array_equal(y, np.round(y)):
-                raise ValueError("--task classification needs integer labels in the last column")
-            y = y.astype(np.int64)
-    X_train, X_val, X_test, y_train, y_val, y_test = train_val_test_split(
-        X, y, val_size=val_size, test_size=test_size, stratify=classification, seed=seed)
-    (X_train, X_val, X_test), _, _ = _standardize(X_train, X_val, X_test)
-    return X_train, X_val, X_test, y_train, y_val, y_test, classification
-
-
 # --------------------------------------------------------------------------- user tables
+def standardization(X):
+    """(mean, std) of X's columns in float64, the statistics a model's input standardization
+    takes (`MLP.set_input_standardization`); a constant column's std 0 becomes 1, so that it
+    maps to 0 instead of NaN."""
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def encode_labels(y, classes=None):
+    """Class labels as indices into `classes`, as scikit-learn's LabelEncoder does.
+
+    Parameters
+    ----------
+    y : 1-D labels (n,) (or (n, 1)): integers, bools, strings, floats.
+    classes : None, or the known classes (1-D, unique), e.g. a model's `classes_`. None takes
+        np.unique(y): the labels sorted, as scikit-learn's `classes_`.
+
+    Returns
+    -------
+    (classes, indices): indices int64 (n,) with classes[indices] == y. ValueError naming the
+    first label that is not among `classes`.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"class labels must be 1-D (one label per sample), got shape {y.shape}")
+    if classes is None:
+        classes, indices = np.unique(y, return_inverse=True)
+        return classes, indices.reshape(-1).astype(np.int64)
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "U" and y.dtype.kind in "biuf":
+        y = y.astype(str)  # a file whose labels all look like numbers, for a model with names
+    known = y.dtype.kind == classes.dtype.kind == "U" or (y.dtype.kind in "biuf"
+                                                          and classes.dtype.kind in "biuf")
+    order = np.argsort(classes, kind="stable")  # classes_ need not be sorted
+    if known and len(classes):
+        pos = np.minimum(np.searchsorted(classes[order], y), len(classes) - 1)
+        indices = order[pos].astype(np.int64)
+        found = classes[indices] == y
+    else:
+        indices, found = np.zeros(len(y), np.int64), np.zeros(len(y), bool)
+    if not found.all():
+        bad = y[np.argmin(found)].tolist()
+        shown = ", ".join(repr(c) for c in classes[:10].tolist())
+        more = f", ... ({len(classes)} in all)" if len(classes) > 10 else ""
+        raise ValueError(f"unknown class {bad!r}: the model knows the classes {shown}{more}")
+    return classes, indices
+
+
 def _is_number(cell):
     try:
         float(cell)
@@ -330,15 +345,19 @@ def _is_number(cell):
 
 
 def _finish_table(X, y, path):
-    """Shared checks: X 2-D float, y int64 when integral else float, lengths and finiteness."""
+    """Shared checks: X 2-D float, y int64 when integral, str for text labels, else float;
+    lengths and finiteness."""
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: y must be numeric, got dtype {y.dtype}")
+    if y.dtype.kind == "S":
+        y = np.char.decode(y, "utf-8")
+    if y.dtype.kind not in "biufU":
+        raise ValueError(f"{path}: y must hold numbers or text labels, got dtype {y.dtype}")
     if X.ndim != 2:
         raise ValueError(f"{path}: X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if y.ndim not in (1, 2):
-        raise ValueError(f"{path}: y must be 1-D or 2-D, got shape {y.shape}")
+    if y.ndim not in (1, 2) or (y.dtype.kind == "U" and y.ndim == 2 and y.shape[1] != 1):
+        raise ValueError(f"{path}: y must be 1-D{' (text labels)' if y.dtype.kind == 'U' else ''}"
+                         f" or 2-D, got shape {y.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{path}: the table has no samples")
     if y.shape[0] != X.shape[0]:
@@ -346,6 +365,8 @@ def _finish_table(X, y, path):
     X = X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
     if not np.isfinite(X).all():
         raise ValueError(f"{path}: X contains NaN or infinity")
+    if y.dtype.kind == "U":
+        return np.ascontiguousarray(X), np.ascontiguousarray(y.reshape(-1))
     yf = y.astype(np.float64)
     if not np.isfinite(yf).all():
         raise ValueError(f"{path}: y contains NaN or infinity")
@@ -357,7 +378,7 @@ def _finish_table(X, y, path):
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
 
-def _load_npz(path):
+def _load_npz(path, need_y=True):
     with open(path, "rb") as fh:  # FileNotFoundError & co. surface as they are
         try:
             f = np.load(fh, allow_pickle=False)  # never unpickle user files
@@ -368,16 +389,19 @@ def _load_npz(path):
                 keys = list(f.files)
                 arrays = {k: f[k] for k in ("X", "y") if k in keys}
         except Exception as exc:  # noqa: BLE001  BadZipFile, EOFError, pickled data, bad members
-            raise ValueError(f"{path}: not a readable .npz file: {exc}") from None
-    missing = [k for k in ("X", "y") if k not in arrays]
+            hint = (" (object arrays need pickle, which fastnn never uses: store text labels "
+                    "as a str array, y.astype(str))" if "allow_pickle" in str(exc) else "")
+            raise ValueError(f"{path}: not a readable .npz file: {exc}{hint}") from None
+    missing = [k for k in (("X", "y") if need_y else ("X",)) if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; the .npz holds "
                          f"{keys or 'nothing'} (save with np.savez(path, X=X, y=y))")
-    return arrays["X"], arrays["y"]
+    return arrays["X"], arrays.get("y")
 
 
-def _load_csv(path):
-    """Numeric CSV, optional header row, last column the label."""
+def _read_csv(path):
+    """(header or None, [(line number, cells), ...]) of a CSV file; blank lines skipped. The
+    first row is a header when none of its cells is a number."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         try:
             rows = [(i, r) for i, r in enumerate(csv.reader(f), start=1)
@@ -386,54 +410,218 @@ def _load_csv(path):
             raise ValueError(f"{path}: not a readable text CSV file: {exc}") from None
     if not rows:
         raise ValueError(f"{path}: the file is empty")
-    line, first = rows[0]
-    numeric = [_is_number(c) for c in first]
-    if not any(numeric):
-        rows = rows[1:]  # a header: every cell is text
+    header = None
+    if not any(_is_number(c) for c in rows[0][1]):
+        header = [c.strip() for c in rows[0][1]]
+        rows = rows[1:]
         if not rows:
             raise ValueError(f"{path}: only a header row, no data")
-    elif not all(numeric):
-        bad = numeric.index(False)
-        raise ValueError(f"{path}: line {line} mixes numbers and text (column {bad + 1}: "
-                         f"{first[bad]!r}); a header row must be all names, data all numbers")
+    width = len(rows[0][1]) if header is None else len(header)
+    for line, cells in rows:
+        if len(cells) != width:
+            raise ValueError(f"{path}: line {line} has {len(cells)} columns, expected {width}")
+    return header, rows
+
+
+def _label_index(label_column, header, width, path):
+    """The 0-based index of the label column: a header name, or an int (negative from the
+    end); None is the last column."""
+    if label_column is None:
+        return width - 1
+    if isinstance(label_column, str) and not _is_number(label_column):
+        if header is None:
+            raise ValueError(f"{path}: label column {label_column!r} given by name, but the "
+                             f"file has no header row (pass its index instead)")
+        if label_column not in header:
+            raise ValueError(f"{path}: no column named {label_column!r}; the header has "
+                             f"{', '.join(repr(h) for h in header)}")
+        return header.index(label_column)
+    try:
+        index = int(label_column)
+    except (TypeError, ValueError):
+        raise TypeError(f"label_column must be a column name or an integer index, got "
+                        f"{label_column!r}") from None
+    if isinstance(label_column, float) and index != label_column:
+        raise TypeError(f"label_column must be an integer index, got {label_column!r}")
+    if not -width <= index < width:
+        raise ValueError(f"{path}: label column index {index} is out of range for {width} "
+                         f"columns (0-based: 0..{width - 1}, or -1 for the last)")
+    return index % width
+
+
+def _csv_features(rows, columns, path):
+    """The float64 (n, len(columns)) table of the given columns; ValueError at a text cell."""
+    table = np.empty((len(rows), len(columns)), dtype=np.float64)
+    for r, (line, cells) in enumerate(rows):
+        for k, j in enumerate(columns):
+            try:
+                table[r, k] = float(cells[j])
+            except ValueError:
+                if r == 0 and line == 1:  # a first row of names and numbers
+                    raise ValueError(f"{path}: line 1 mixes numbers and text (column {j + 1}: "
+                                     f"{cells[j]!r}); a header row must be all names, data "
+                                     f"all numbers") from None
+                raise ValueError(f"{path}: non-numeric cell {cells[j]!r} at line {line}, "
+                                 f"column {j + 1}") from None
+    return table
+
+
+def _csv_labels(rows, j, path):
+    """The label column j: float64 when every cell is a number, else str (stripped)."""
+    cells = [(line, c[j].strip()) for line, c in rows]
+    numeric = [_is_number(c) for _, c in cells]
+    if all(numeric):
+        return np.array([float(c) for _, c in cells], dtype=np.float64)
+    for line, c in cells:
+        if not c:
+            raise ValueError(f"{path}: line {line} has an empty label (column {j + 1})")
+    if any(numeric):
+        (nl, nc), (tl, tc) = (cells[numeric.index(True)], cells[numeric.index(False)])
+        if tl == 1 and numeric.count(False) == 1:
+            raise ValueError(f"{path}: line 1 mixes numbers and text (column {j + 1}: {tc!r}); "
+                             f"a header row must be all names, data all numbers")
+        raise ValueError(f"{path}: the label column (column {j + 1}) mixes numbers (line {nl}: "
+                         f"{nc!r}) and text (line {tl}: {tc!r}); labels must be all numbers or "
+                         f"all names")
+    return np.array([c for _, c in cells], dtype=str)
+
+
+def _load_csv(path, label_column):
+    """(X, y) of a CSV: numeric features, the label column numbers or text."""
+    header, rows = _read_csv(path)
     width = len(rows[0][1])
     if width < 2:
         raise ValueError(f"{path}: needs at least 2 columns (features, then the label), got "
                          f"{width}")
-    table = np.empty((len(rows), width), dtype=np.float64)
-    for r, (line, cells) in enumerate(rows):
-        if len(cells) != width:
-            raise ValueError(f"{path}: line {line} has {len(cells)} columns, expected {width}")
-        for j, c in enumerate(cells):
-            try:
-                table[r, j] = float(c)
-            except ValueError:
-                raise ValueError(f"{path}: non-numeric cell {c!r} at line {line}, column "
-                                 f"{j + 1}") from None
-    return table[:, :-1], table[:, -1]
+    j = _label_index(label_column, header, width, path)
+    X = _csv_features(rows, [k for k in range(width) if k != j], path)
+    return X, _csv_labels(rows, j, path)
 
 
-def load_table(path):
-    """Load a user data set for the CLI.
-
-    `.npz`: arrays "X" (n, d) and "y" (n,) or (n, k), read without pickle.
-    `.csv`: numbers separated by commas, one sample per line, the LAST column the label. The
-    first row is a header when all its cells are non-numeric (a row mixing names and numbers
-    is refused as ambiguous). Blank lines are ignored.
-
-    Returns (X, y): X float (n, d) (float32 kept, everything else float64); y int64 when every
-    label is integral (e.g. 0.0, 1.0, 2.0), else float. ValueError for a wrong extension, a
-    missing key, non-numeric cells, an empty file, ragged rows, NaN/inf, length mismatch.
-    """
+def _check_path(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        X, y = _load_npz(path)
-    elif ext == ".csv":
-        X, y = _load_csv(path)
-    else:
+    if ext not in (".npz", ".csv"):
         raise ValueError(f"{path}: unsupported file type {ext or '(no extension)'!r}; "
                          f"expected .npz or .csv")
+    return path, ext
+
+
+def load_table(path, label_column=None):
+    """Load a labelled data set (what `fastnn train` and `fastnn evaluate` read).
+
+    `.npz`: arrays "X" (n, d) and "y" (n,) or (n, k), read without pickle; y may hold text
+    labels (a str array).
+    `.csv`: comma-separated, one sample per line, numeric features and one label column: the
+    LAST one, or `label_column` (a header name, or a 0-based index, negative from the end).
+    Labels are numbers, or names ("setosa"; whitespace around them is dropped). The first
+    row is a header when none of its cells is a number. Blank lines are ignored.
+
+    Returns (X, y): X float (n, d) (float32 kept, everything else float64); y int64 when every
+    label is integral (e.g. 0.0, 1.0, 2.0), str (n,) for text labels, else float. ValueError
+    for a wrong extension, a missing key, non-numeric feature cells, a label column mixing
+    numbers and names, an empty file, ragged rows, NaN/inf, length mismatch.
+    """
+    path, ext = _check_path(path)
+    if ext == ".npz":
+        if label_column is not None:
+            raise ValueError(f"{path}: label_column applies to CSV files; an .npz holds its "
+                             f"labels in the array y")
+        X, y = _load_npz(path)
+    else:
+        X, y = _load_csv(path, label_column)
     return _finish_table(X, y, path)
+
+
+def load_features(path, n_features, label_column=None):
+    """The feature rows of a data file for a model with `n_features` inputs (what
+    `fastnn predict` reads): a CSV of n_features columns, or of n_features + 1 whose label
+    column (see `load_table`) is dropped; an .npz's array X (y, if any, is not read).
+
+    Returns X float (n, n_features). ValueError naming the file for a wrong column count."""
+    path, ext = _check_path(path)
+    if ext == ".npz":
+        if label_column is not None:
+            raise ValueError(f"{path}: label_column applies to CSV files; an .npz holds its "
+                             f"features in the array X")
+        X, _ = _load_npz(path, need_y=False)
+        if X.dtype.kind not in "biuf" or X.ndim != 2:
+            raise ValueError(f"{path}: X must be a numeric 2-D array, got dtype {X.dtype} and "
+                             f"shape {X.shape}")
+    else:
+        header, rows = _read_csv(path)
+        width = len(rows[0][1])
+        if width == n_features:
+            columns = list(range(width))
+        elif width == n_features + 1:
+            j = _label_index(label_column, header, width, path)
+            columns = [k for k in range(width) if k != j]
+        else:
+            raise ValueError(f"{path}: {width} columns, but the model takes {n_features} "
+                             f"features (a file may have {n_features} columns, or "
+                             f"{n_features + 1} with a label column)")
+        X = _csv_features(rows, columns, path)
+    if X.shape[1] != n_features:
+        raise ValueError(f"{path}: X has {X.shape[1]} features, but the model takes "
+                         f"{n_features}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{path}: the table has no samples")
+    X = X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{path}: X contains NaN or infinity")
+    return np.ascontiguousarray(X)
+
+
+class TableSplit(NamedTuple):
+    """`load_split`'s result: unpacks like `train_val_test_split`'s six parts, plus what a
+    model needs to be applied to raw rows afterwards."""
+    X_train: np.ndarray   # raw features, as read
+    X_val: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray   # class indices into `classes` (classification), else the targets
+    y_val: np.ndarray
+    y_test: np.ndarray
+    classes: object       # 1-D array of the class labels, sorted (np.unique); None otherwise
+    mean: np.ndarray      # float64 (d,), the training part's standardization
+    std: np.ndarray
+    classification: bool
+
+
+def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
+               label_column=None):
+    """A data file (or scikit-learn's digits when path is None) split train/validation/test.
+
+    task : "auto" (classification when the labels are integers or names), "classification"
+        (any 1-D labels, e.g. 0.5 and 1.5 too) or "regression". Class labels are encoded as
+        indices into the sorted classes (as scikit-learn's classes_), and the split is
+        stratified by them.
+    Returns a `TableSplit`: raw features (unscaled), the standardization (mean, std) of the
+    training part only, and the classes."""
+    if path is None:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ValueError("the default data set needs scikit-learn: pip install "
+                             "'fastnn[sklearn]', or pass a data file") from None
+        X, y = load_digits(return_X_y=True)
+        X, y = X.astype(np.float64), y.astype(np.int64)
+    else:
+        X, y = load_table(path, label_column)
+    if task not in ("auto", "classification", "regression"):
+        raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
+    text = y.dtype.kind == "U"
+    if text and task == "regression":
+        raise ValueError(f"task='regression' needs numeric targets, but the labels are names "
+                         f"such as {y[0]!r}")
+    classification = task == "classification" or (task == "auto" and y.dtype.kind in "iuU")
+    classes = None
+    if classification and y.ndim == 1:
+        # any labels np.unique can sort: names, integers, and (task="classification" only)
+        # other numbers, as scikit-learn's classifiers take them
+        classes, y = encode_labels(y)
+    parts = train_val_test_split(X, y, val_size=val_size, test_size=test_size,
+                                 stratify=classification, seed=seed)
+    mean, std = standardization(parts[0])
+    return TableSplit(*parts, classes, mean, std, classification)

@@ -9,6 +9,15 @@ act, ..., Linear[, output act])`` under the keys of its ``state_dict`` ("0.weigh
     format="fastnn-mlp", format_version="1", layer_sizes="[4, 5, 3]",
     activations='["relu"]', output='"softmax"', dtype='"float32"', init='"auto"'
 
+A model that carries what it needs to be applied to raw rows adds (format_version "2")::
+
+    classes='["setosa", "versicolor", "virginica"]'        (MLP.classes_)
+    input_mean="[5.84, 3.05, ...]", input_std="[0.83, ...]"  (float64, exact round trip)
+
+Version 2 is written only when one of these is present, so files without them stay
+readable by older fastnn; an older fastnn refuses a version 2 file rather than apply it to
+raw rows without its standardization. This fastnn reads both.
+
 Every file written by `save_state` also carries a SHA-256 over its metadata and tensors (names,
 dtypes, shapes, bytes) in the metadata key ``fastnn.sha256``. `load_state` checks it when
 present, and `load_model` requires it, so a flipped weight byte or a renamed metadata key is
@@ -22,12 +31,14 @@ import struct
 import numpy as np
 
 from ._files import as_path, atomic_write_bytes
+from .model import DTYPES, HIDDEN_ACTIVATIONS, INITS, MLP, OUTPUT_ACTIVATIONS
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "load_state", "save_model",
            "save_state"]
 
 FORMAT_NAME = "fastnn-mlp"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+_FORMAT_VERSIONS = ("1", "2")  # "1": no classes / input standardization
 _CHECKSUM_KEY = "fastnn.sha256"
 # safetensors itself refuses headers above 100 MB; checking first avoids decoding junk
 _MAX_HEADER = 100_000_000
@@ -182,10 +193,11 @@ def save_model(model, path):
 
     Tensors: "{2l}.weight" = W_l.T with shape (fan_out, fan_in) and "{2l}.bias" (fan_out,), in
     the model's dtype: the state_dict of the matching torch.nn.Sequential. Metadata: format,
-    format_version, layer_sizes, activations, output, dtype, init, and for a model with
-    dropout its rates, dropout (one per hidden layer) and input_dropout (JSON-encoded
-    strings). Dropout has no parameters, so the tensors (and the torch layout) are those of
-    the same network without it; files without the dropout keys load with no dropout.
+    format_version, layer_sizes, activations, output, dtype, init, and when the model has
+    them classes, input_mean and input_std, and for a model with dropout its rates, dropout
+    (one per hidden layer) and input_dropout (JSON-encoded strings). Dropout has no
+    parameters, so the tensors (and the torch layout) are those of the same network without
+    it; files without the dropout keys load with no dropout.
     """
     arrays = {}
     for (wk, bk), W, b in zip(_linear_keys(len(model.weights)), model.weights, model.biases):
@@ -205,6 +217,11 @@ def save_model(model, path):
     if any(model.dropout) or model.input_dropout:
         meta["dropout"] = json.dumps([float(p) for p in model.dropout])
         meta["input_dropout"] = json.dumps(float(model.input_dropout))
+    extras = {"classes": model.classes_, "input_mean": model.input_mean,
+              "input_std": model.input_std}
+    # tolist: Python str/int/bool/float, and json writes floats as repr (exact round trip)
+    meta.update({k: json.dumps(v.tolist()) for k, v in extras.items() if v is not None})
+    meta["format_version"] = FORMAT_VERSION if len(meta) > len(_MODEL_KEYS) + 1 else "1"
     save_state(path, arrays, meta)
 
 
@@ -217,7 +234,6 @@ def _meta_json(meta, key, path):
 
 def _parse_architecture(meta, path):
     """(layer_sizes, activations, output, dtype name, init) from model metadata, validated."""
-    from .model import DTYPES, HIDDEN_ACTIVATIONS, INITS, OUTPUT_ACTIVATIONS
 
     fmt = meta.get("format")
     if fmt != FORMAT_NAME:
@@ -225,7 +241,7 @@ def _parse_architecture(meta, path):
         raise ValueError(f"{path}: not a fastnn model file: the safetensors header {what} "
                          f"(expected format={FORMAT_NAME!r})")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _FORMAT_VERSIONS:
         raise ValueError(f"{path}: unsupported fastnn model format version {version!r}; this "
                          f"fastnn reads version {FORMAT_VERSION!r} (a newer fastnn wrote it?)")
     missing = [k for k in _MODEL_KEYS if k not in meta]
@@ -261,14 +277,14 @@ def _parse_architecture(meta, path):
 
 
 def load_model(path):
-    """Read a model written by `save_model` and return a new MLP with bit-identical params.
+    """Read a model written by `save_model` and return a new MLP with bit-identical params,
+    and its classes_ and input standardization when the file has them (format_version 2).
 
     Raises FileNotFoundError if `path` does not exist, and ValueError naming the file and the
     problem for foreign files (no fastnn metadata, a pickle, random bytes, empty), truncated or
     corrupted files, and inconsistent ones (tensor names, shapes or dtypes that disagree with
     the metadata, unknown activations). Non-finite weights are kept as they are.
     """
-    from .model import MLP
 
     path = as_path(path)
     arrays, meta, verified = _load_state(path)
@@ -305,4 +321,30 @@ def load_model(path):
         # same dtype on both sides: a plain copy of the bits, NaN payloads included
         model.weights[l][...] = arrays[wk].T
         model.biases[l][...] = arrays[bk]
+    _load_extras(model, meta, path)
     return model
+
+
+def _load_extras(model, meta, path):
+    """Set classes_ and the input standardization from the metadata, when present."""
+    values = {}
+    for key in ("classes", "input_mean", "input_std"):
+        if key not in meta:
+            continue
+        v = _meta_json(meta, key, path)
+        kinds = {type(x) for x in v} if isinstance(v, list) else {dict}
+        # one JSON type for all items (an int list may hold floats written as 1.0: no)
+        if not v or len(kinds) != 1 or not kinds <= {str, int, float, bool}:
+            raise ValueError(f"{path}: metadata {key!r} must be a non-empty list of values "
+                             f"of one type, got {meta[key][:100]!r}")
+        values[key] = np.array(v)
+    if ("input_mean" in values) != ("input_std" in values):
+        raise ValueError(f"{path}: metadata has one of input_mean and input_std without the "
+                         f"other")
+    try:
+        if "classes" in values:
+            model.classes_ = values["classes"]
+        if "input_mean" in values:
+            model.set_input_standardization(values["input_mean"], values["input_std"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: inconsistent metadata: {exc}") from None

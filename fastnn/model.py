@@ -9,6 +9,7 @@ from ._kernels.dropout import dropout_sites, with_seed
 from ._kernels.layer import scratch_size
 from ._kernels.network import forward_loss_backward
 from ._validation import (
+    all_finite,
     as_numeric,
     check_choice,
     check_features,
@@ -101,6 +102,12 @@ class MLP:
 
     All parameters live in one flat array `params` laid out [W_0, b_0, W_1, b_1, ...];
     `weights[l]` (fan_in, fan_out) and `biases[l]` (fan_out,) are writable views into it.
+
+    What the model needs to be applied to raw data travels with it (and in its file):
+    `set_input_standardization(mean, std)` makes every entry point (predict, evaluate,
+    Trainer.fit, ...) take raw features and feed (X - mean) / std to the network, like a Keras
+    Normalization layer in front of it; `classes_` names the classes of a classifier's outputs
+    (scikit-learn's attribute), which `predict_labels` returns.
     """
 
     def __init__(self, layer_sizes, activation="relu", output="identity", init="auto",
@@ -176,6 +183,9 @@ class MLP:
         self._biases = tuple(self._params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
                              for l in range(L))
         self._predict_ws = None
+        self._classes = None      # (n_classes,) labels of the outputs, or None
+        self._input_mean = None   # float64 (n_inputs,) standardization, or None
+        self._input_std = None
         self.initialize(seed)
 
     # ------------------------------------------------------------------ structure
@@ -261,6 +271,100 @@ class MLP:
     def n_outputs(self):
         return self.layer_sizes[-1]
 
+    @property
+    def classes_(self):
+        """The class labels of a classifier's outputs (1-D array), or None (the default).
+
+        Output j (softmax), or 0/1 for a single sigmoid output, is class classes_[j]; as
+        scikit-learn's classifiers, `fastnn train` stores the sorted labels (np.unique).
+        Assign a sequence of unique labels (str, int, bool or float) to set it, None to
+        clear it. Used by `predict_labels` and saved with the model."""
+        return None if self._classes is None else self._classes.copy()
+
+    @classes_.setter
+    def classes_(self, classes):
+        if classes is None:
+            self._classes = None
+            return
+        arr = np.asarray(classes)
+        if arr.dtype.kind == "S":
+            arr = np.char.decode(arr, "utf-8")
+        if arr.ndim != 1 or arr.dtype.kind not in "biufU":
+            raise TypeError(f"classes_ must be a 1-D sequence of str, int, bool or float "
+                            f"labels, got {arr.dtype} with shape {arr.shape}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError("classes_ must not contain NaN or infinity")
+        need = {"softmax": self.n_outputs,
+                "sigmoid": 2 if self.n_outputs == 1 else None}.get(self.output)
+        if need is None:
+            raise ValueError(f"classes_ names the classes of a softmax output or of a single "
+                             f"sigmoid output; this model has output={self.output!r} with "
+                             f"{self.n_outputs} output(s)")
+        if arr.size != need:
+            raise ValueError(f"classes_ must list {need} labels for this model's "
+                             f"{self.output} output, got {arr.size}")
+        if np.unique(arr).size != arr.size:
+            raise ValueError("classes_ must not repeat a label")
+        self._classes = arr.copy()
+
+    @property
+    def input_mean(self):
+        """float64 (n_inputs,) subtracted from every input, or None (no standardization)."""
+        return None if self._input_mean is None else self._input_mean.copy()
+
+    @property
+    def input_std(self):
+        """float64 (n_inputs,) dividing every centred input, or None."""
+        return None if self._input_std is None else self._input_std.copy()
+
+    def set_input_standardization(self, mean, std):
+        """From now on, the network sees (X - mean) / std for raw features X.
+
+        mean, std : (n_inputs,) finite numbers, std > 0 (e.g. `fastnn.data.standardization`
+            of the training features), kept in float64; both None removes the step. The
+            arithmetic is done in float64, then the result cast to the model's dtype.
+        Returns the model."""
+        if mean is None and std is None:
+            self._input_mean = self._input_std = None
+            return self
+        arrays = []
+        for value, name in ((mean, "mean"), (std, "std")):
+            if value is None:
+                raise ValueError(f"{name} is None: pass both mean and std, or both None")
+            arr = as_numeric(value, name).astype(np.float64)
+            if arr.shape != (self.n_inputs,):
+                raise ValueError(f"{name} must have shape ({self.n_inputs},), one value per "
+                                 f"input, got {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} contains NaN or infinity")
+            arrays.append(arr)
+        if not (arrays[1] > 0).all():
+            raise ValueError("std must be > 0 everywhere (replace a constant feature's 0 by 1)")
+        self._input_mean, self._input_std = arrays
+        return self
+
+    def preprocess(self, X, name="X"):
+        """X (n, n_inputs) as the input layer sees it: checked (2-D, finite, n_inputs
+        columns), standardized when the model has an input standardization, C-contiguous in
+        the model's dtype. Every entry point calls it; `name` is used in error messages."""
+        if self._input_mean is None:
+            return check_features(X, self.n_inputs, self.dtype, name)
+        arr = as_numeric(X, name)
+        # checked in its own float dtype (no copy), standardized in float64 blocks of about
+        # 8 MB: no float64 copy of a large X beside the result
+        arr = check_features(arr, self.n_inputs,
+                             arr.dtype if arr.dtype.kind == "f" else np.float64, name)
+        out = np.empty(arr.shape, dtype=self.dtype)
+        step = max(1, 2**20 // arr.shape[1])
+        with np.errstate(over="ignore"):  # a float32 overflow is caught just below
+            for i in range(0, arr.shape[0], step):
+                block = arr[i:i + step].astype(np.float64)
+                out[i:i + step] = (block - self._input_mean) / self._input_std
+        if not all_finite(out):
+            raise ValueError(f"{name} standardized has values too large for the model's "
+                             f"dtype {self.dtype}")
+        return out
+
     def config(self):
         """The constructor arguments that rebuild this architecture."""
         return {"layer_sizes": list(self.layer_sizes), "activation": list(self.activations),
@@ -268,13 +372,53 @@ class MLP:
                 "dropout": list(self.dropout), "input_dropout": self.input_dropout}
 
     def __repr__(self):
-        hidden = ", ".join(self.activations) or "-"
+        acts = self.activations
+        act = repr(acts[0]) if acts and len(set(acts)) == 1 else repr(list(acts))
+        init = f", init={self.init!r}" if self.init != "auto" else ""
         drop = ""
         if any(self._dropout_rates):
-            drop = (f"dropout=[{', '.join(f'{p:g}' for p in self.dropout)}], "
-                    f"input_dropout={self.input_dropout:g}, ")
-        return (f"MLP({list(self.layer_sizes)}, activation=[{hidden}], output={self.output!r}, "
-                f"{drop}dtype={self.dtype.name!r}, n_params={self.n_params})")
+            drop = (f", dropout=[{', '.join(f'{p:g}' for p in self.dropout)}], "
+                    f"input_dropout={self.input_dropout:g}")
+        extra = [f"{self.n_params} params"]
+        if self._input_mean is not None:
+            extra.append("standardized inputs")
+        if self._classes is not None:
+            extra.append(f"classes {_short_list(self._classes)}")
+        return (f"MLP({list(self.layer_sizes)}, activation={act}, output={self.output!r}"
+                f"{init}, dtype={self.dtype.name!r}{drop}; {', '.join(extra)})")
+
+    def summary(self, print_fn=print):
+        """Print a Keras-like table of the layers: name, input and output shapes (None is
+        the batch axis), activation and parameter count, then the totals. `print_fn` receives
+        the whole text (e.g. lambda s: print(s, file=sys.stderr)); returns None."""
+        rows = [("Layer", "Input shape", "Output shape", "Activation", "Params")]
+        if self._input_mean is not None:
+            shape = f"(None, {self.n_inputs})"
+            rows.append(("standardize", shape, shape, "(x - mean) / std", "-"))
+        acts = list(self.activations) + [self.output]
+        for l, W in enumerate(self.weights):
+            fan_in, fan_out = W.shape
+            p = self._dropout_rates[l]
+            if p:  # the dropout of this layer's input (Keras lists a Dropout layer)
+                rows.append((f"dropout_{l}", f"(None, {fan_in})", f"(None, {fan_in})",
+                             f"p={p:g} (training)", "-"))
+            rows.append((f"dense_{l}", f"(None, {fan_in})", f"(None, {fan_out})", acts[l],
+                         f"{fan_in * fan_out + fan_out:,}"))
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+
+        def line(row):  # params right-aligned, the rest left
+            return "  ".join(c.rjust(w) if k == 4 else c.ljust(w)
+                             for k, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+        rule = "-" * len(line(rows[0]))
+        nbytes = self.n_params * self.dtype.itemsize
+        title = (f"MLP: {self.n_inputs} inputs -> {self.n_outputs} outputs, "
+                 f"dtype {self.dtype.name}, init {self.init}")
+        text = [title, rule, line(rows[0]), rule, *(line(r) for r in rows[1:]), rule,
+                f"Total params: {self.n_params:,} ({_human_bytes(nbytes)})"]
+        if self._classes is not None:
+            text.append(f"Classes ({self._classes.size}): {_short_list(self._classes, 10)}")
+        print_fn("\n".join(text))
 
     def initialize(self, seed=None):
         """Draw fresh weights (biases to zero) with the model's init scheme."""
@@ -303,6 +447,8 @@ class MLP:
         new = MLP(self.layer_sizes, list(self.activations), self.output, self.init,
                   self.dtype.name, dropout=list(self.dropout), input_dropout=self.input_dropout)
         new.params[...] = self.params
+        new._classes = self._classes
+        new._input_mean, new._input_std = self._input_mean, self._input_std  # never mutated
         return new
 
     # ------------------------------------------------------------------ compute
@@ -319,8 +465,9 @@ class MLP:
         return ws
 
     def predict(self, X, batch_size=1024):
-        """Network output for X (n, n_inputs): probabilities for softmax/sigmoid outputs."""
-        X = check_features(X, self.n_inputs, self.dtype)
+        """Network output for X (n, n_inputs): probabilities for softmax/sigmoid outputs.
+        (X is standardized first when the model has an input standardization.)"""
+        X = self.preprocess(X)
         batch_size = check_positive_int(batch_size, "batch_size")
         B = min(batch_size, X.shape[0])
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
@@ -329,7 +476,8 @@ class MLP:
         return out
 
     def predict_classes(self, X, batch_size=1024):
-        """Class predictions: argmax for softmax outputs, p > 0.5 for sigmoid outputs."""
+        """Class indices: argmax for softmax outputs (n,), p > 0.5 for sigmoid outputs
+        (n, n_outputs); `predict_labels` maps them to `classes_`."""
         p = self.predict(X, batch_size)
         if self.output == "softmax":
             return np.argmax(p, axis=1)
@@ -338,10 +486,20 @@ class MLP:
         raise ValueError("predict_classes needs a softmax or sigmoid output; this model's "
                          f"output is {self.output!r}")
 
+    def predict_labels(self, X, batch_size=1024):
+        """Predicted class labels: classes_[predict_classes(X)], shape (n,); the class indices
+        when the model has no classes_ (for a single sigmoid output, 0/1 of shape (n,))."""
+        indices = self.predict_classes(X, batch_size)
+        if self.output == "sigmoid" and self.n_outputs == 1:
+            indices = indices[:, 0]
+        return indices if self._classes is None else self._classes[indices]
+
     def evaluate(self, X, y, loss=None, batch_size=1024):
-        """Mean loss (torch reduction) and accuracy (None for mse) on (X, y)."""
+        """Mean loss (torch reduction) and accuracy (None for mse) on (X, y). y holds class
+        indices (or targets), as in fit; `fastnn.data.encode_labels(y, model.classes_)`
+        turns labels into indices."""
         loss = resolve_loss(loss, self.output)
-        X = check_features(X, self.n_inputs, self.dtype)
+        X = self.preprocess(X)
         y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
         batch_size = check_positive_int(batch_size, "batch_size")
         B = min(batch_size, X.shape[0])
@@ -368,7 +526,7 @@ class MLP:
         of X as row i of the step's batch. The masks are a function of these counters, so
         repeated calls (a finite-difference gradient check) see the same network."""
         loss = resolve_loss(loss, self.output)
-        X = check_features(X, self.n_inputs, self.dtype)
+        X = self.preprocess(X)
         y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
         training = check_flag(training, "training")
         seed = check_dropout_seed(seed, "seed")
@@ -413,6 +571,22 @@ def _check_dropout(dropout, input_dropout, n_hidden):
     else:
         hidden = (rate(dropout, "dropout"),) * n_hidden
     return (rate(input_dropout, "input_dropout"),) + hidden
+
+
+def _short_list(values, keep=5):
+    """['a', 'b', ..., 'z'] of a 1-D array, at most `keep` items shown."""
+    items = [repr(v) for v in values.tolist()]
+    if len(items) > keep:
+        items = items[:keep - 1] + ["...", items[-1]]
+    return "[" + ", ".join(items) + "]"
+
+
+def _human_bytes(n):
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def _loss_from_stats(stats):

@@ -14,6 +14,7 @@ from ._files import as_path, atomic_write_bytes
 __all__ = ["plot_grad_norms", "plot_history", "plot_learning_curves"]
 
 _METRICS = (("accuracy", "accuracy"), ("r2", "R$^2$"))
+_LOG_SPAN = 10.0  # a loss panel whose values span more than this factor is drawn in log scale
 
 
 def require_matplotlib():
@@ -41,6 +42,14 @@ def _epochs(history):
     return np.asarray(history.epoch) + 1  # 1-based on the axis, as progress bars count
 
 
+def _epoch_axis(ax):
+    """Label the x axis "epoch", with ticks on whole epochs only (never 1.25)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
 def plot_learning_curves(history, ax, key="loss", label=None):
     """Train vs validation curves of `key` (and "val_" + key) on the matplotlib Axes `ax`."""
     _check_history(history)
@@ -57,17 +66,21 @@ def plot_learning_curves(history, ax, key="loss", label=None):
         best = int(np.nanargmin(values) if key == "loss" else np.nanargmax(values))
         ax.axvline(x[best], color="0.6", linestyle=":", linewidth=1,
                    label=f"best validation (epoch {x[best]})")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel(label or key)
     if key == "loss":
-        # linear, so the validation curve's turn-around shows; the first training epoch's
-        # (often far higher) loss may be cut off to keep the rest readable
-        shown = [np.asarray(history[key][1:], dtype=np.float64)]
+        # every point shown: the first epochs' loss is often far above the rest, so when the
+        # curves span more than a decade the axis is logarithmic (the validation curve's
+        # turn-around stays visible); otherwise linear from 0
+        shown = [np.asarray(history[key], dtype=np.float64)]
         if val_key in history.history:
             shown.append(np.asarray(history[val_key], dtype=np.float64))
-        top = np.nanmax(np.concatenate(shown)) if len(x) > 1 else np.nan
-        if np.isfinite(top) and top > 0:
-            ax.set_ylim(0, 1.05 * top)
+        values = np.concatenate(shown)
+        values = values[np.isfinite(values)]
+        if values.size and values.min() > 0 and values.max() > _LOG_SPAN * values.min():
+            ax.set_yscale("log")
+        elif values.size and values.max() > 0:
+            ax.set_ylim(min(0.0, values.min()), 1.05 * values.max())
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return ax
@@ -94,7 +107,7 @@ def plot_grad_norms(history, ax):
                                       " (output)" if l == L - 1 and L > 1 else ""))
     if np.any(norms > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel("||dW|| (mean over the epoch's steps)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2 if L > 6 else 1)

@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from ._steps import open_steps
 from ._validation import (
     all_finite,
-    check_features,
     check_flag,
     check_number,
     check_positive_int,
@@ -183,7 +182,7 @@ class Trainer:
         self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
-        X = check_features(X, model.n_inputs, dtype, "X")
+        X = model.preprocess(X, "X")  # checked, and standardized if the model says so
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
@@ -191,7 +190,7 @@ class Trainer:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = check_features(validation_data[0], model.n_inputs, dtype, "validation_data[0]")
+            Xv = model.preprocess(validation_data[0], "validation_data[0]")
             val = (Xv,) + check_targets(validation_data[1], Xv.shape[0], model.n_outputs,
                                         self.loss, dtype, "validation_data[1]")
         elif validation_split > 0:

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from fastnn.data import (
     DigitsSplit,
     class_labels,
+    encode_labels,
     load_digits_split,
+    load_features,
+    load_split,
     load_table,
     train_val_test_split,
     validation_split_indices,
@@ -342,7 +345,10 @@ def test_load_csv_with_and_without_header(tmp_path):
     ("d.csv", "", "empty"),
     ("d.csv", "\n\n", "empty"),
     ("d.csv", "a,b,c\n", "only a header"),
-    ("d.csv", "a,b\n1,x\n", r"non-numeric cell 'x' at line 2, column 2"),
+    ("d.csv", "a,b,c\n1,x,0\n", r"non-numeric cell 'x' at line 2, column 2"),
+    ("d.csv", "a,b\n1,x\n2,3\n", (r"label column \(column 2\) mixes numbers \(line 3: '3'\) "
+                                  r"and text \(line 2: 'x'\)")),
+    ("d.csv", "1,x\n2, \n", "line 2 has an empty label"),
     ("d.csv", "1,2,3\n4,5\n", "line 2 has 2 columns, expected 3"),
     ("d.csv", "1,label\n2,3\n", "line 1 mixes numbers and text"),
     ("d.csv", "1\n2\n", "at least 2 columns"),
@@ -390,3 +396,133 @@ def test_missing_table_file(tmp_path):
             load_table(tmp_path / name)
     with pytest.raises(TypeError, match="path"):
         load_table(3)
+
+
+# --------------------------------------------------------------------------- text labels
+def test_csv_written_by_pandas_with_text_labels(tmp_path):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "iris.csv"
+    frame = pd.DataFrame({"sepal length": [5.1, 7.0, 6.3, 4.9], "petal, width": [0.2, 1.4,
+                                                                                  2.5, 0.1],
+                          "species": ["setosa", "versicolor", "virginica", "setosa"]})
+    frame.to_csv(path, index=False)  # the header cell with a comma is quoted
+    X, y = load_table(path)
+    assert X.dtype == np.float64 and np.array_equal(X, frame.iloc[:, :2].to_numpy())
+    assert y.dtype.kind == "U" and y.tolist() == frame["species"].tolist()
+    X2, y2 = load_table(path, label_column="species")
+    assert np.array_equal(X2, X) and np.array_equal(y2, y)
+    with pytest.raises(ValueError, match="non-numeric cell 'setosa' at line 2, column 3"):
+        load_table(path, label_column="petal, width")  # the species become a feature
+
+
+def test_label_column_by_index_and_its_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("1, cat ,3\n4,dog,6\n7,cat,9\n")
+    for column in (1, -2, "1", "-2"):
+        X, y = load_table(path, label_column=column)
+        assert np.array_equal(X, [[1, 3], [4, 6], [7, 9]]) and y.tolist() == ["cat", "dog", "cat"]
+    with pytest.raises(ValueError, match=r"line 1 mixes numbers and text \(column 2: ' cat '"):
+        load_table(path)  # the last column is the default
+    with pytest.raises(ValueError, match=r"index 3 is out of range for 3 columns"):
+        load_table(path, label_column=3)
+    with pytest.raises(ValueError, match="given by name, but the file has no header"):
+        load_table(path, label_column="species")
+    with pytest.raises(TypeError, match="label_column"):
+        load_table(path, label_column=[1])
+    np.savez(tmp_path / "t.npz", X=np.zeros((2, 2)), y=np.zeros(2))
+    with pytest.raises(ValueError, match="label_column applies to CSV files"):
+        load_table(tmp_path / "t.npz", label_column=0)
+
+
+def test_npz_text_labels(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, X=np.zeros((3, 2)), y=np.array(["b", "a", "b"]))
+    assert load_table(path)[1].tolist() == ["b", "a", "b"]
+    np.savez(path, X=np.zeros((3, 2)), y=np.array([b"b", b"a", b"\xc3\xa9"]))  # bytes: UTF-8
+    assert load_table(path)[1].tolist() == ["b", "a", "é"]
+    np.savez(path, X=np.zeros((3, 2)), y=np.array([["a"], ["b"], ["c"]]))  # (n, 1)
+    assert load_table(path)[1].shape == (3,)
+    np.savez(path, X=np.zeros((3, 2)), y=np.array([["a", "b"]] * 3))
+    with pytest.raises(ValueError, match=r"y must be 1-D \(text labels\)"):
+        load_table(path)
+    np.savez(path, X=np.zeros((2, 2)), y=np.array(["a", None], dtype=object))
+    with pytest.raises(ValueError, match=r"store text labels as a str array"):
+        load_table(path)
+
+
+def test_encode_labels_sorts_like_sklearn_and_names_unknown_labels():
+    classes, idx = encode_labels(np.array(["dog", "cat", "emu", "cat"]))
+    assert classes.tolist() == ["cat", "dog", "emu"] and idx.tolist() == [1, 0, 2, 0]
+    assert idx.dtype == np.int64
+    sklearn_preprocessing = pytest.importorskip("sklearn.preprocessing")
+    y = np.array([10, -3, 7, 10, 7])
+    enc = sklearn_preprocessing.LabelEncoder().fit(y)
+    classes, idx = encode_labels(y)
+    assert np.array_equal(classes, enc.classes_) and np.array_equal(idx, enc.transform(y))
+    # against a model's classes_, in whatever order they name its outputs
+    _, idx = encode_labels(["emu", "cat"], classes=np.array(["emu", "cat", "dog"]))
+    assert idx.tolist() == [0, 1]
+    _, idx = encode_labels(np.array([3, 1]), classes=np.array(["1", "2", "3"]))  # read as ints
+    assert idx.tolist() == [2, 0]
+    with pytest.raises(ValueError, match=r"unknown class 'fox': the model knows the classes "
+                                         r"'cat', 'dog'$"):
+        encode_labels(["cat", "fox"], classes=["cat", "dog"])
+    with pytest.raises(ValueError, match="unknown class 'cat'"):
+        encode_labels(["cat"], classes=[0, 1])
+    with pytest.raises(ValueError, match=r"\.\.\. \(12 in all\)"):
+        encode_labels([99], classes=np.arange(12))
+    with pytest.raises(ValueError, match="1-D"):
+        encode_labels(np.zeros((2, 2)))
+
+
+def test_load_features_takes_rows_with_or_without_the_label(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4,y\n")
+    assert np.array_equal(load_features(path, 2), [[1, 2], [3, 4]])
+    assert np.array_equal(load_features(path, 2, label_column=-1), [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="non-numeric cell 'x' at line 2, column 3"):
+        load_features(path, 2, label_column="a")
+    path.write_text("1,2\n3,4\n")
+    assert np.array_equal(load_features(path, 2), [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match=r"2 columns, but the model takes 3 features"):
+        load_features(path, 3)
+    np.savez(tmp_path / "t.npz", X=np.ones((2, 5), np.float32))  # no y needed
+    X = load_features(tmp_path / "t.npz", 5)
+    assert X.dtype == np.float32 and X.shape == (2, 5)
+    with pytest.raises(ValueError, match="X has 5 features, but the model takes 4"):
+        load_features(tmp_path / "t.npz", 4)
+
+
+def test_load_split_encodes_names_stratifies_and_standardizes_on_train_only(tmp_path):
+    rng = np.random.default_rng(0)
+    names = np.array(["rare"] * 10 + ["common"] * 50 + ["mid"] * 40)
+    X = rng.normal(size=(100, 3)) * [1, 10, 100] + 5
+    path = tmp_path / "t.csv"
+    with open(path, "w") as f:
+        f.write("a,b,c,kind\n")
+        f.writelines(f"{a!r},{b!r},{c!r},{k}\n" for (a, b, c), k in zip(X.tolist(), names))
+    split = load_split(path, val_size=0.2, test_size=0.2, seed=1)
+    assert split.classification and split.classes.tolist() == ["common", "mid", "rare"]
+    for part, n in ((split.y_train, 60), (split.y_val, 20), (split.y_test, 20)):
+        assert part.dtype == np.int64 and np.bincount(part).tolist() == [n // 2, n * 2 // 5,
+                                                                          n // 10]
+    np.testing.assert_array_equal(split.mean, split.X_train.mean(axis=0))
+    np.testing.assert_array_equal(split.std, split.X_train.std(axis=0))
+    assert np.isin(split.X_test, X).all()  # raw rows, not standardized
+    with pytest.raises(ValueError, match="task='regression' needs numeric targets"):
+        load_split(path, task="regression")
+
+
+def test_load_split_classification_of_any_sortable_labels(tmp_path):
+    path = tmp_path / "t.npz"
+    y = np.tile([0.5, 1.5, -2.25], 10)
+    np.savez(path, X=np.arange(60.0).reshape(30, 2), y=y)
+    assert load_split(path, seed=0).classes is None  # auto: non-integral numbers regress
+    split = load_split(path, seed=0, task="classification")
+    assert split.classes.tolist() == [-2.25, 0.5, 1.5]
+    # stratified: 5 test samples of 3 equal classes, 1 or 2 of each
+    assert sorted(np.bincount(split.y_test, minlength=3).tolist()) == [1, 2, 2]
+    np.savez(path, X=np.zeros((30, 2)), y=np.tile([True, False], 15))
+    assert load_split(path, seed=0).classes.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="label_column applies to CSV files"):
+        load_features(path, 2, label_column=0)

@@ -171,6 +171,45 @@ def test_loads_in_torch_with_same_predictions(tmp_path, sizes, acts, output, dty
     np.testing.assert_allclose(m.predict(X), expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("classes", [["setosa", "versicolor", "virginica"], [3, 7, 11],
+                                     [-0.5, 0.25, 1e300], ["b", "a", "ç"]])
+def test_classes_and_input_standardization_round_trip_exactly(tmp_path, classes):
+    rng = np.random.default_rng(3)
+    m = make((4, 5, 3), ("relu",), "softmax", "float32", seed=1)
+    mean, std = rng.normal(size=4) * 1e3, rng.uniform(1e-7, 1e7, size=4)
+    m.set_input_standardization(mean, std)
+    m.classes_ = classes
+    path = tmp_path / "m.safetensors"
+    save_model(m, path)
+    with safetensors.safe_open(str(path), framework="np") as f:
+        assert f.metadata()["format_version"] == "2"
+    loaded = load_model(path)
+    assert loaded.classes_.dtype.kind == np.asarray(classes).dtype.kind
+    assert loaded.classes_.tolist() == classes  # order kept, even when unsorted
+    assert np.array_equal(bits(loaded.input_mean), bits(mean))  # float64, bit for bit
+    assert np.array_equal(bits(loaded.input_std), bits(std))
+    X = rng.normal(size=(7, 4)) * std + mean
+    assert np.array_equal(loaded.predict(X), m.predict(X))
+    assert loaded.predict_labels(X).tolist() == m.predict_labels(X).tolist()
+
+
+def test_file_with_extras_still_loads_in_torch_strictly(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    m = make((4, 5, 3), ("relu",), "softmax", "float32")
+    m.classes_ = ["x", "y", "z"]
+    m.set_input_standardization(np.ones(4), np.full(4, 2.0))
+    save_model(m, tmp_path / "m.safetensors")
+    torch_sequential(m).load_state_dict(safetensors_torch.load_file(str(tmp_path / "m.safetensors")))
+
+
+def test_model_without_extras_writes_format_version_1(tmp_path):
+    save_model(make(), tmp_path / "m.safetensors")
+    with safetensors.safe_open(str(tmp_path / "m.safetensors"), framework="np") as f:
+        meta = f.metadata()
+    assert meta["format_version"] == "1"
+    assert not {"classes", "input_mean", "input_std"} & set(meta)
+
+
 # --------------------------------------------------------------------------- refused files
 @pytest.fixture
 def model_file(tmp_path):
@@ -322,7 +361,17 @@ BAD_META = [
     (lambda m: None, "no fastnn metadata"),
     (lambda m: {**m, "format": "something-else"}, "not a fastnn model"),
     (lambda m: _drop(m, "format"), "not a fastnn model"),
-    (lambda m: {**m, "format_version": "2"}, "version"),
+    (lambda m: {**m, "format_version": "3"}, "version"),
+    (lambda m: {**m, "classes": '["a", "b", "c"]'}, "classes_ must list 2 labels"),
+    (lambda m: {**m, "classes": '["a", "a"]'}, "repeat"),
+    (lambda m: {**m, "classes": '["a", 1]'}, "list of values of one type"),
+    (lambda m: {**m, "classes": '"ab"'}, "list of values"),
+    (lambda m: {**m, "classes": "[]"}, "non-empty list"),
+    (lambda m: {**m, "input_mean": "[0.0, 1.0, 2.0]"}, "without the other"),
+    (lambda m: {**m, "input_mean": "[0.0, 1.0]", "input_std": "[1.0, 1.0]"}, r"shape \(3,\)"),
+    (lambda m: {**m, "input_mean": "[0, 0, 0]", "input_std": "[1.0, 0.0, 1.0]"}, "std must be > 0"),
+    (lambda m: {**m, "input_mean": '["a", 0, 0]', "input_std": "[1, 1, 1]"}, "one type"),
+    (lambda m: {**m, "input_mean": '["a", "b", "c"]', "input_std": "[1, 1, 1]"}, "numeric"),
     (lambda m: _drop(m, "layer_sizes"), "layer_sizes"),
     (lambda m: _drop(m, "dtype"), "dtype"),
     (lambda m: {**m, "layer_sizes": "[3, 4"}, "not valid JSON"),
@@ -505,3 +554,25 @@ def test_long_file_name(tmp_path):
     save_model(make(), path)
     assert np.array_equal(load_model(path).params, make().params)
     assert os.listdir(tmp_path) == [path.name]
+
+
+# --------------------------------------------------------------------------- files from before
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name, classes", [("softmax_float32", True),
+                                           ("identity_float64", False)])
+def test_a_file_saved_by_an_earlier_fastnn_still_loads_and_predicts_the_same(name, classes):
+    # written by fastnn before models carried preprocessing and class names (format_version
+    # "1", commit 5c704d4), with the predictions that fastnn made on X at the time
+    model = load_model(FIXTURES / f"v1_{name}.safetensors")
+    ref = np.load(FIXTURES / "v1_predictions.npz")
+    expected = ref[name]
+    # a few roundings per layer of a 4-wide net with O(1) values; another BLAS may round
+    # differently, so allow some epsilons of the output's dtype rather than the same bits
+    np.testing.assert_allclose(model.predict(ref["X"]), expected, rtol=0,
+                               atol=32 * np.finfo(expected.dtype).eps)
+    if classes:
+        assert np.array_equal(model.predict_classes(ref["X"]), ref[f"{name}_classes"])
+        assert np.array_equal(model.predict_labels(ref["X"]), ref[f"{name}_classes"])
+    assert model.classes_ is None and model.input_mean is None and model.input_std is None

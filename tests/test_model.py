@@ -528,3 +528,143 @@ def test_many_samples():
                                                    "cross_entropy")
     assert value == pytest.approx(ref_value, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# what a model needs to be applied: input standardization, class names, summary
+# --------------------------------------------------------------------------------------------
+def standardized_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(size=4) * 100, rng.uniform(0.01, 50, size=4)
+    X_raw = rng.normal(size=(12, 4)) * std + mean
+    y = rng.integers(0, 3, size=12)
+    return X_raw, y, mean, std
+
+
+def test_input_standardization_is_applied_by_every_entry_point():
+    X_raw, y, mean, std = standardized_problem()
+    X_std = (X_raw - mean) / std
+    params_list, _, _ = naive.make_problem((4, 5, 3), "tanh", "softmax", "cross_entropy", n=2)
+    model = build((4, 5, 3), "tanh", "softmax", params_list=params_list)
+    bare = model.copy()
+    assert model.set_input_standardization(mean, std) is model
+    np.testing.assert_allclose(model.predict(X_raw),
+                               naive.predict(params_list, X_std, "tanh", "softmax"),
+                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(model.preprocess(X_raw), X_std)
+    assert model.evaluate(X_raw, y) == bare.evaluate(X_std, y)
+    loss, grad = model.loss_and_grad(X_raw, y)
+    bare_loss, bare_grad = bare.loss_and_grad(X_std, y)
+    assert loss == bare_loss and np.array_equal(grad, bare_grad)
+    # fit sees the same standardized rows: the same training, step for step
+    h = fastnn.Trainer(model, fastnn.optim.SGD(lr=0.1), batch_size=4, epochs=3, seed=1,
+                       verbose=0).fit(X_raw[:9], y[:9], validation_data=(X_raw[9:], y[9:]))
+    hb = fastnn.Trainer(bare, fastnn.optim.SGD(lr=0.1), batch_size=4, epochs=3, seed=1,
+                        verbose=0).fit(X_std[:9], y[:9], validation_data=(X_std[9:], y[9:]))
+    assert np.array_equal(model.params, bare.params)
+    assert h["val_loss"] == hb["val_loss"]
+    np.testing.assert_array_equal(X_raw, standardized_problem()[0])  # the caller's X untouched
+    model.set_input_standardization(None, None)
+    assert model.input_mean is None and np.array_equal(model.predict(X_std), bare.predict(X_std))
+
+
+def test_input_standardization_is_validated():
+    model = build((3, 2), (), "identity", "float32")
+    with pytest.raises(ValueError, match=r"mean must have shape \(3,\)"):
+        model.set_input_standardization(np.zeros(4), np.ones(3))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        model.set_input_standardization(np.zeros(3), [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="mean contains NaN"):
+        model.set_input_standardization([0.0, np.nan, 0.0], np.ones(3))
+    with pytest.raises(ValueError, match="std is None"):
+        model.set_input_standardization(np.zeros(3), None)
+    with pytest.raises(TypeError, match="numeric"):
+        model.set_input_standardization(["a", "b", "c"], np.ones(3))
+    model.set_input_standardization(np.zeros(3), np.full(3, 1e-300))  # 1e300: not a float32
+    with pytest.raises(ValueError, match="X standardized"):
+        model.predict(np.ones((2, 3)))
+    assert model.input_mean.dtype == np.float64
+    model.input_mean[0] = 5.0  # a copy: the model is not changed through it
+    assert model.input_mean[0] == 0.0
+
+
+def test_classes_name_the_outputs_and_predict_labels_uses_them():
+    X_raw, _, _, _ = standardized_problem()
+    model = build((4, 6, 3), "relu", "softmax", seed=3)
+    assert model.classes_ is None
+    indices = model.predict_classes(X_raw)
+    assert np.array_equal(model.predict_labels(X_raw), indices)
+    model.classes_ = ["virginica", "setosa", "versicolor"]  # any order: output j is classes_[j]
+    labels = model.predict_labels(X_raw)
+    assert labels.tolist() == [model.classes_[i] for i in indices]
+    assert np.array_equal(model.predict_classes(X_raw), indices)  # still indices
+    model.classes_[0] = "changed"  # a copy
+    assert model.classes_[0] == "virginica"
+    assert model.copy().classes_.tolist() == model.classes_.tolist()
+    binary = build((4, 1), (), "sigmoid")
+    binary.classes_ = [b"no", b"yes"]  # bytes become str
+    p = binary.predict(X_raw)[:, 0]
+    assert binary.predict_labels(X_raw).tolist() == [("yes" if v > 0.5 else "no") for v in p]
+    model.classes_ = None
+    assert model.classes_ is None
+
+
+@pytest.mark.parametrize("output, n_out, classes, error, match", [
+    ("softmax", 3, ["a", "b"], ValueError, "must list 3 labels"),
+    ("softmax", 3, ["a", "b", "a"], ValueError, "repeat"),
+    ("softmax", 3, [["a", "b", "c"]], TypeError, "1-D"),
+    ("softmax", 3, np.array([None, 1, 2], dtype=object), TypeError, "1-D sequence of str"),
+    ("softmax", 3, [0.0, np.nan, 1.0], ValueError, "NaN"),
+    ("sigmoid", 1, ["a", "b", "c"], ValueError, "must list 2 labels"),
+    ("sigmoid", 3, ["a", "b", "c"], ValueError, "single sigmoid output"),
+    ("identity", 3, ["a", "b", "c"], ValueError, "output='identity'"),
+])
+def test_classes_are_validated(output, n_out, classes, error, match):
+    model = build((2, n_out), (), output)
+    with pytest.raises(error, match=match):
+        model.classes_ = classes
+    assert model.classes_ is None
+
+
+def test_summary_and_repr():
+    model = fastnn.MLP([4, 16, 8, 3], activation=["relu", "tanh"], output="softmax",
+                       init="he_uniform", seed=0)
+    assert repr(model) == ("MLP([4, 16, 8, 3], activation=['relu', 'tanh'], output='softmax', "
+                           "init='he_uniform', dtype='float32'; 243 params)")
+    printed = []
+    model.summary(print_fn=printed.append)
+    (text,) = printed
+    lines = text.splitlines()
+    assert lines[0] == "MLP: 4 inputs -> 3 outputs, dtype float32, init he_uniform"
+    rows = [line.split() for line in lines if line.startswith("dense_")]
+    assert rows == [["dense_0", "(None,", "4)", "(None,", "16)", "relu", "80"],
+                    ["dense_1", "(None,", "16)", "(None,", "8)", "tanh", "136"],
+                    ["dense_2", "(None,", "8)", "(None,", "3)", "softmax", "27"]]
+    assert sum(int(r[-1]) for r in rows) == model.n_params
+    assert lines[-1] == "Total params: 243 (972 B)"
+    model.set_input_standardization(np.zeros(4), np.ones(4))
+    model.classes_ = [f"class {i}" for i in range(3)]
+    assert repr(model).endswith("; 243 params, standardized inputs, classes ['class 0', "
+                                "'class 1', 'class 2'])")
+    printed.clear()
+    model.summary(print_fn=printed.append)
+    assert "standardize  (None, 4)" in printed[0]
+    assert printed[0].splitlines()[-1] == "Classes (3): ['class 0', 'class 1', 'class 2']"
+    wide = fastnn.MLP([2, 1000], output="softmax")
+    wide.classes_ = np.arange(1000) * 2
+    assert repr(wide).endswith("classes [0, 2, 4, 6, ..., 1998])")
+    assert repr(fastnn.MLP([2, 3])) == ("MLP([2, 3], activation=[], output='identity', "
+                                        "dtype='float32'; 9 params)")
+
+
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64, np.int32])
+def test_preprocess_standardizes_large_inputs_in_blocks_exactly(x_dtype):
+    n = 2**19 + 3  # more than one block of 2**20 values for 2 features
+    X = (np.random.default_rng(0).normal(size=(n, 2)) * 1000).astype(x_dtype)
+    mean, std = np.array([3.25, -1e3]), np.array([7.0, 0.1])
+    model = build((2, 1), (), "identity", "float32").set_input_standardization(mean, std)
+    expected = ((X.astype(np.float64) - mean) / std).astype(np.float32)
+    got = model.preprocess(X)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(model.preprocess(X[::-1]), expected[::-1])  # strided

@@ -98,3 +98,36 @@ def test_plot_rejects_bad_input(tmp_path):
     ax = Figure().subplots()
     with pytest.raises(ValueError, match="available: .*loss"):
         plot_learning_curves(small_history(epochs=1), ax, key="val_mae")
+
+
+def recorded_history(loss, val_loss, accuracy):
+    history = fastnn.History()
+    for e, (lo, vl, acc) in enumerate(zip(loss, val_loss, accuracy)):
+        history.record(e, {"loss": lo, "val_loss": vl, "accuracy": acc, "val_accuracy": acc,
+                           "grad_norm": [1e-3 * (e + 1), 0.5]})
+    return history
+
+
+@pytest.mark.parametrize("loss, val_loss, scale", [
+    ([1.85, 1.0, 0.9, 0.95, 0.93], [1.02, 0.98, 0.97, 1.01, 1.0], "linear"),  # the issue's
+    ([2.3, 0.2, 0.05, 0.02, 0.015], [0.5, 0.1, 0.04, 0.03, 0.035], "log"),    # two decades
+])
+def test_every_point_is_inside_the_axes_and_epoch_ticks_are_whole(tmp_path, loss, val_loss,
+                                                                  scale):
+    history = recorded_history(loss, val_loss, [0.5, 0.6, 0.7, 0.8, 0.9])
+    fig = history.plot(tmp_path / "c.png", dpi=50)
+    fig.canvas.draw()
+    loss_ax = fig.axes[0]
+    assert loss_ax.get_yscale() == scale
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(t == int(t) for t in ticks)
+        assert all(label.get_text() in ("", *map(str, range(7)))
+                   for label in ax.get_xticklabels())
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for line in ax.get_lines():
+            if line.get_label().startswith("best"):
+                continue  # the vertical marker spans the axes by construction
+            x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            assert np.all((x >= x0) & (x <= x1)), (ax.get_title(), line.get_label())
+            assert np.all((y >= y0) & (y <= y1)), (ax.get_title(), line.get_label(), y, y0, y1)

@@ -24,6 +24,7 @@ class CpuSteps:
                  dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
+        self.state = optimizer.state  # bound by the Trainer for this fit
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
@@ -55,7 +56,7 @@ class CpuSteps:
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
             model.layout, self.drop, self.loss_code,
-            OptimizerState(opt.code, hyper, opt.state, opt.step_count, self.clip_norm),
+            OptimizerState(opt.code, hyper, self.state, opt.step_count, self.clip_norm),
             self.ws.buffers, self.stats, self.norms)
         return status == DIVERGED, done
 

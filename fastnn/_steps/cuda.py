@@ -58,7 +58,8 @@ class CudaSteps:
         self.ws = Workspace(model, batch, cuda.device_array)
         self.params = cuda.to_device(model.params)
         self.grads = cuda.to_device(np.zeros_like(model.params))
-        self.state = cuda.to_device(optimizer.state)
+        self.host_state = optimizer.state  # bound by the Trainer for this fit
+        self.state = cuda.to_device(self.host_state)
         self.order = cuda.device_array(N, dtype=np.int64)
         self.stats = RowStats(cuda.device_array(N, dtype=np.float64),
                               cuda.device_array(N, dtype=np.float64),
@@ -119,13 +120,13 @@ class CudaSteps:
 
     def copy_back(self):
         self.params.copy_to_host(self.model.params)
-        if self.optimizer.state.size:
-            self.state.copy_to_host(self.optimizer.state)
+        if self.host_state.size:
+            self.state.copy_to_host(self.host_state)
 
     def copy_in(self):
         self.params.copy_to_device(self.model.params)
-        if self.optimizer.state.size:
-            self.state.copy_to_device(self.optimizer.state)
+        if self.host_state.size:
+            self.state.copy_to_device(self.host_state)
 
     def close(self):
         pass
