@@ -24,6 +24,10 @@ from numba import njit
 
 from .bundles import Dropout
 from .dense import (
+    GELU,
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
     activation_backward,
     activation_grad,
     as_variable,
@@ -100,7 +104,8 @@ def row_key(seed, step, site, row):
 @njit(cache=True)
 def dropout_forward_row(a, key, c0, n, threshold, scale):
     """a[j] *= scale if unit c0 + j is kept, else 0, for j < n: the inverted-dropout epilogue
-    of one row of a layer's output (a: that row's columns c0:c0 + n)."""
+    of one row of a layer's output (a: that row's columns c0:c0 + n), and the first half of
+    its backward (the same factor on the row's delta)."""
     t = a.dtype.type
     s = t(scale)
     zero = t(0.0)
@@ -110,19 +115,13 @@ def dropout_forward_row(a, key, c0, n, threshold, scale):
 
 
 @njit(cache=True)
-def dropout_backward_row(dz, a, z, act, key, c0, n, threshold, scale, keep):
-    """dz[j] = (dz[j] * mask_j * scale) * act'(.) for j < n: the backward of one row of a
-    dropout site fused with its activation's derivative (dz: dL/d(dropped output) in, dL/dz
-    out; a: that row's dropped output, whose kept entries divided back by the scale, a * keep,
-    give the activation's output; z: its pre-activation, read for gelu only). Rows c0:c0 + n."""
-    t = dz.dtype.type
-    s = t(scale)
-    q = t(keep)
-    zero = t(0.0)
-    thr = np.uint64(threshold)
+def recovered_activation_backward_row(dz, a, z, act, n, keep):
+    """dz[j] *= act'(.) for j < n, the activation's output taken as a[j] * keep: a is a row of
+    a dropout site's output (scaled by 1 / keep where kept; where dropped, dz is already 0).
+    For the activations whose derivative needs the output's value (tanh, sigmoid, elu)."""
+    q = dz.dtype.type(keep)
     for j in range(n):
-        m = s if unit_hash(key, c0 + j) >= thr else zero
-        dz[j] = activation_grad(dz[j] * m, a[j] * q, z[j], act, dz)
+        dz[j] = activation_grad(dz[j], a[j] * q, z[j], act, dz)
 
 
 @njit(cache=True)
@@ -157,11 +156,20 @@ def output_epilogue(a, z, b, act, r0, r1, c0, c1, drop, step, site):
 def delta_epilogue(dz, a, z, act, r0, r1, c0, c1, drop, step, site):
     """dz *= act'(z) on rows r0:r1, columns c0:c1 of a hidden layer's delta (dz, a, z its
     (B, fo) blocks), fused with the backward of the dropout at `site` (its output) when it
-    drops units: dz = (dz * mask / (1 - p)) * act'(z), the mask recomputed from its counters."""
+    drops units: dz = (dz * mask / (1 - p)) * act'(z), the mask recomputed from its counters,
+    row by row while the row is in cache. a holds the dropped output: for relu, leaky_relu,
+    identity and gelu (z) the derivative of a kept unit reads the same from it, for the others
+    the output is recovered as a * (1 - p)."""
     if not dropping(drop, site):
         activation_backward(dz, a, z, act, r0, r1, c0, c1)
         return
+    thr, scale = drop.threshold[site], drop.scale[site]
+    exact = act == RELU or act == LEAKY_RELU or act == IDENTITY or act == GELU
     for r in range(r0, r1):
-        dropout_backward_row(dz[r, c0:c1], a[r, c0:c1], z[r, c0:c1], act,
-                             row_key(drop.seed, step, site, r), c0, c1 - c0,
-                             drop.threshold[site], drop.scale[site], drop.keep[site])
+        dropout_forward_row(dz[r, c0:c1], row_key(drop.seed, step, site, r), c0, c1 - c0, thr,
+                            scale)
+        if exact:
+            activation_backward(dz, a, z, act, r, r + 1, c0, c1)
+        else:
+            recovered_activation_backward_row(dz[r, c0:c1], a[r, c0:c1], z[r, c0:c1], act,
+                                              c1 - c0, drop.keep[site])

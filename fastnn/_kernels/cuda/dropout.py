@@ -40,7 +40,7 @@ def dropout_rows_kernel(out, x, seed, step, site, threshold, scale):
 @cuda.jit
 def dropout_backward_kernel(dz, a, z, act, seed, step, site, threshold, scale, keep):
     """dz = (dz * mask * scale) * act'(.) elementwise, the activation's output recovered from
-    the dropped one as a * keep (as the CPU's dropout_backward_row)."""
+    the dropped one as a * keep (as the CPU's delta_epilogue)."""
     B, n = dz.shape
     t = dz.dtype.type
     start = cuda.grid(1)
