@@ -10,14 +10,14 @@ Whether unit j of row i is kept at site s in optimizer step t is a hash of the c
 (seed, t, s, i, j): nothing random is stored or shared between threads, the backward pass
 recomputes the mask it needs, and the mask of a step is the same on any thread count and on
 either device (the row is the sample's position in the step's batch, which no thread split
-changes). The hash chains the 32-bit "lowbias32" integer mix (an avalanche mix of the splitmix
-/ murmur finalizer family) over the counters' 32-bit words: a per-row key is mixed once from
-(seed, step, site, row), and each unit then costs one mix of key ^ unit (unit_hash). All arithmetic is in
-uint64 with every product masked back to 32 bits, so it never wraps (the CUDA simulator runs it
-on NumPy scalars) and LLVM narrows it to 32-bit vector multiplies. A unit is kept when its
-32-bit hash is >= threshold = round(p * 2^32), computed once on the host (keep_threshold);
-threshold 0 means no dropout at that site, checked once per layer, so a model without dropout
-runs the same code as before.
+changes). The hash chains the 32-bit "lowbias32" integer mix (an avalanche mix of the
+splitmix / murmur finalizer family) over the counters' 32-bit words: a per-row key is mixed
+once from (seed, step, site, row), and each unit then costs one mix of key ^ unit (unit_hash).
+All arithmetic is in uint64 with every product masked back to 32 bits, so it never wraps (the
+CUDA simulator runs it on NumPy scalars) and the per-unit loop vectorizes. A unit is kept when
+its 32-bit hash is >= threshold = round(p * 2^32), computed once on the host (keep_threshold;
+a p below 2^-33 rounds to no dropout); threshold 0 means no dropout at that site, checked once
+per layer, so a model without dropout runs the same code as before.
 """
 import numpy as np
 from numba import njit
