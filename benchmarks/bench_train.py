@@ -26,8 +26,9 @@ class Train:
     track_samples_per_sec.unit = "samples/s"
 
     def track_fit_allocated_bytes(self, batch_size, network):
-        """Peak bytes allocated (numpy, Python) during a 3-epoch fit beyond the data: the
-        workspaces, gradient, optimizer state and the roll-back copies; flat in the epochs."""
+        """Peak bytes allocated (numpy, Python) during a 3-epoch fit: fit's copy of the
+        labels, the workspaces, gradient, optimizer state and
+        the roll-back copies; flat in the epochs."""
         self.trainer.epochs = 3
         tracemalloc.start()
         try:

@@ -1,18 +1,21 @@
-"""fastnn against PyTorch (CPU) on the same MLP, initial weights, data and Adam, in one process.
+"""fastnn against PyTorch and JAX (CPU) on the same MLP, initial weights, data and Adam, in one
+process.
 
-    python benchmarks/compare_torch.py [--quick] [--nets small,mnist] [--batches 1,8,32]
-                                       [--repeats 3] [--samples-scale 1.0]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_torch.py
+        [--quick] [--nets small,mnist] [--batches 1,8,32] [--repeats 3] [--samples-scale 1.0]
+        [--peers torch,jax]
 
-For each network and batch size this prints the training throughput (samples/s) of both, the
-ratio fastnn / torch, and each side's fraction of the BLAS ceiling: train FLOPs per sample
-(forward 2 W, weight gradient 2 W, input gradient 2 W for every layer but the first) over the
-float32 GEMM rate measured in this run: the faster of a large square numpy matmul (numpy's
-BLAS, all its threads) and the same product on the BLAS fastnn's loop calls (MKL when the
-`mkl` package is installed), split by rows over one thread per core as fastnn splits its
-GEMMs; best of a few each, measured again after each row (column GF/s), whose fractions use
-that row's rate. (Each side's repeats run back to back after a warm-up fit: on the VM this
-was measured on, a fit right after the other side's or after an idle moment ran at up to
-half speed, so interleaving the two sides' fits measured the machine, not the libraries.)
+For each network and batch size this prints the training throughput (samples/s) of each, the
+ratios fastnn / torch and fastnn / JAX, and each side's fraction of the BLAS ceiling: train
+FLOPs per sample (forward 2 W, weight gradient 2 W, input gradient 2 W for every layer but the
+first) over the float32 GEMM rate measured in this run: the faster of a large square numpy
+matmul (numpy's BLAS, all its threads) and the same product on the BLAS fastnn's loop calls
+(MKL when the `mkl` package is installed on an Intel CPU), split by rows over one thread per
+core as fastnn splits its GEMMs; best of a few each, measured again after each row (column
+GF/s), whose fractions use that row's rate. (Each side's repeats run back to back after a
+warm-up fit: on the VM this was measured on, a fit right after the other side's or after an idle
+moment ran at up to half speed, so interleaving the two sides' fits measured the machine, not
+the libraries.)
 
 PyTorch runs in its strongest plain setup: nn.Sequential of Linear/ReLU, F.cross_entropy,
 torch.optim.Adam(fused=True) (foreach where fused is unsupported), batches sliced from a copy
@@ -23,18 +26,31 @@ into the denormal range and torch's steps slow down several-fold: --torch-keep-d
 that). fastnn runs through its public API (Trainer.fit, verbose=0),
 which includes everything it does per epoch (shuffle, metrics, divergence checks).
 
+JAX runs the way an expert writes it: the whole epoch is one XLA program (jax.jit of a
+jax.lax.scan over the minibatches of a copy of the data shuffled once per epoch by
+jax.random.permutation, optax.adam, float32, parameters and optimizer state donated), the
+data on the device before timing, compilation excluded (each row's shapes are compiled by the
+warm-up fits); XLA's CPU runtime uses its own thread pool over all cores. Without jax installed
+(pip install ".[jax]") the column is left out.
+
+The header lists every BLAS library in the process with the kernel it picked (threadpoolctl:
+internal_api, version, architecture). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some
+machines set for old OpenBLAS builds, make a current OpenBLAS pick slower kernels: run with
+them unset (the command above); the script says so when they are set.
+
 Both sides train on the same rows with the same initial weights; each measurement is a fit
 over a fixed number of samples (several epochs over the 8192 rows for the larger batch sizes,
 as a user trains) after two warm-up fits, a short one (JIT compilation and first-epoch
 effects) and one like the timed ones (after an idle moment the first fit on this VM ran at
 half speed). Repeats report the median and the spread (min..max). torch is an optional extra
-(pip install ".[bench]").
+(pip install ".[bench]"), jax too (".[jax]").
 """
 import argparse
 import os
 import statistics
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -216,13 +232,100 @@ def torch_run(net, opt, X, y, batch, generator, epochs=1):
     return seconds, float(total) / n
 
 
+# ------------------------------------------------------------------------------ JAX side
+def jax_setup(sizes, model_np, batch, n_rows):
+    """(state, run) for JAX: run(state, X, y, epochs) trains `epochs` epochs, each one XLA
+    program (jit of a lax.scan over the minibatches of a shuffled copy), and returns (state,
+    seconds, last epoch's mean loss). The last partial minibatch, if any, is dropped (every
+    batch size here divides the rows)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in zip(model_np.weights,
+                                                                 model_np.biases)]
+    opt = optax.adam(LR)
+    n_batches = max(1, n_rows // batch)
+
+    def loss_fn(params, x, y):
+        for W, b in params[:-1]:
+            x = jax.nn.relu(x @ W + b)
+        W, b = params[-1]
+        logits = x @ W + b
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def step(carry, xy):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, *xy)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def epoch(params, opt_state, key, X, y):
+        key, sub = jax.random.split(key)
+        perm = jax.random.permutation(sub, X.shape[0])[:n_batches * batch]
+        xs = X[perm].reshape(n_batches, batch, X.shape[1])
+        ys = y[perm].reshape(n_batches, batch)
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (xs, ys))
+        return params, opt_state, key, losses.mean()
+
+    def run(state, X, y, epochs=1):
+        params, opt_state, key = state
+        t = time.perf_counter()
+        loss = None
+        for _ in range(epochs):
+            params, opt_state, key, loss = epoch(params, opt_state, key, X, y)
+        loss = float(loss)  # waits for the device
+        jax.block_until_ready(params)
+        return (params, opt_state, key), time.perf_counter() - t, loss
+
+    return (params, opt.init(params), jax.random.PRNGKey(0)), run
+
+
+def jax_row(sizes, X, y, Xr, yr, batch, epochs, repeats, n_timed):
+    """JAX's rates (samples/s per repeat) and last loss for one row."""
+    import jax.numpy as jnp
+
+    import fastnn
+
+    fresh = fastnn.MLP(sizes, activation="relu", output="softmax", dtype="float32", seed=0)
+    Xj, yj = jnp.asarray(Xr), jnp.asarray(yr.astype(np.int32))
+    state, run = jax_setup(sizes, fresh, batch, Xr.shape[0])
+    state, _, _ = run(state, Xj, yj)  # compiles this row's shapes
+    state, _, _ = run(state, Xj, yj, epochs)  # an untimed fit like the timed ones
+    rates, loss = [], None
+    for _ in range(repeats):
+        state, seconds, loss = run(state, Xj, yj, epochs)
+        rates.append(n_timed / seconds)
+    return rates, loss
+
+
+def blas_report():
+    """One line per BLAS/OpenMP library loaded in this process (threadpoolctl), with the kernel
+    it picked for this CPU, and the OpenBLAS variables that change that pick."""
+    from threadpoolctl import threadpool_info
+
+    lines = [f"  {i.get('internal_api')} {i.get('version') or ''} "
+             f"({i.get('architecture') or '-'}) x{i.get('num_threads')}: "
+             f"{os.path.basename(i.get('filepath', ''))}" for i in threadpool_info()]
+    set_vars = [v for v in OPENBLAS_OVERRIDES if os.environ.get(v)]
+    if set_vars:
+        lines.append("  WARNING: " + ", ".join(f"{v}={os.environ[v]}" for v in set_vars)
+                     + " set: OpenBLAS runs other kernels than it would pick; rerun with "
+                     + " ".join(f"-u {v}" for v in set_vars) + " in `env` (benchmarks/README.md)")
+    return "\n".join(lines)
+
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
 # ------------------------------------------------------------------------------ driver
 def summarize(rates):
     med = statistics.median(rates)
     return med, min(rates), max(rates)
 
 
-def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
+def compare(net_name, batches, repeats, scale, gflops, torch_threads, out, use_jax=False):
     import torch
 
     import fastnn
@@ -236,8 +339,11 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
           f"ceiling {gflops * 1e9 / flops:,.0f} samples/s at {gflops:.0f} GFLOP/s "
           f"(each row: at its own GEMM rate, column GF/s)", file=out)
     header = (f"{'batch':>6} {'fastnn/s':>12} {'spread':>17} {'torch/s':>12} {'spread':>17} "
-              f"{'thr':>3} {'ratio':>6} {'GF/s':>5} {'fn%ceil':>7} {'pt%ceil':>7} "
-              f"{'loss fn/pt':>13}")
+              f"{'thr':>3} {'ratio':>6} ")
+    if use_jax:
+        header += f"{'jax/s':>12} {'spread':>17} {'fn/jax':>6} "
+    header += f"{'GF/s':>5} {'fn%ceil':>7} {'pt%ceil':>7} "
+    header += f"{'jx%ceil':>7} {'loss fn/pt/jx':>20}" if use_jax else f"{'loss fn/pt':>13}"
     print(header, file=out)
     rows = []
     for batch in batches:
@@ -276,17 +382,29 @@ def compare(net_name, batches, repeats, scale, gflops, torch_threads, out):
             if best is None or statistics.median(pt_rates) > statistics.median(best[0]):
                 best = (pt_rates, pt_loss, threads)
         pt_rates, pt_loss, pt_threads = best
+        jx_rates, jx_loss = (jax_row(sizes, X, y, Xr, yr, batch, epochs, repeats, n_timed)
+                             if use_jax else ([float("nan")], float("nan")))
         row_gflops = gemm_ceiling()[0]
         ceiling = row_gflops * 1e9 / flops
         fn_med, fn_lo, fn_hi = summarize(fn_rates)
         pt_med, pt_lo, pt_hi = summarize(pt_rates)
+        jx_med, jx_lo, jx_hi = summarize(jx_rates)
         row = (batch, fn_med, fn_lo, fn_hi, pt_med, pt_lo, pt_hi, pt_threads, fn_med / pt_med,
-               fn_med / ceiling, pt_med / ceiling, fn_loss, pt_loss)
+               fn_med / ceiling, pt_med / ceiling, fn_loss, pt_loss, jx_med, jx_lo, jx_hi,
+               fn_med / jx_med, jx_med / ceiling, jx_loss)
         rows.append(row)
-        print(f"{batch:>6} {fn_med:>12,.0f} {fn_lo:>8,.0f}..{fn_hi:<8,.0f} {pt_med:>12,.0f} "
-              f"{pt_lo:>8,.0f}..{pt_hi:<8,.0f} {pt_threads:>3} {fn_med / pt_med:>6.2f} "
-              f"{row_gflops:>5.0f} {100 * fn_med / ceiling:>6.1f}% {100 * pt_med / ceiling:>6.1f}% "
-              f"{fn_loss:>6.3f}/{pt_loss:<6.3f}", file=out, flush=True)
+        line = (f"{batch:>6} {fn_med:>12,.0f} {fn_lo:>8,.0f}..{fn_hi:<8,.0f} {pt_med:>12,.0f} "
+                f"{pt_lo:>8,.0f}..{pt_hi:<8,.0f} {pt_threads:>3} {fn_med / pt_med:>6.2f} ")
+        if use_jax:
+            line += f"{jx_med:>12,.0f} {jx_lo:>8,.0f}..{jx_hi:<8,.0f} {fn_med / jx_med:>6.2f} "
+        line += (f"{row_gflops:>5.0f} {100 * fn_med / ceiling:>6.1f}% "
+                 f"{100 * pt_med / ceiling:>6.1f}% ")
+        if use_jax:
+            line += (f"{100 * jx_med / ceiling:>6.1f}% "
+                     f"{fn_loss:>6.3f}/{pt_loss:.3f}/{jx_loss:<6.3f}")
+        else:
+            line += f"{fn_loss:>6.3f}/{pt_loss:<6.3f}"
+        print(line, file=out, flush=True)
     return rows
 
 
@@ -303,6 +421,8 @@ def main(argv=None):
                         help="multiply the samples per timed fit")
     parser.add_argument("--torch-threads", default="1,2",
                         help="torch.set_num_threads values to try; the best is reported")
+    parser.add_argument("--peers", default="torch,jax",
+                        help="libraries to compare with: torch (always), jax (when installed)")
     parser.add_argument("--torch-keep-denormals", action="store_true",
                         help="leave torch's default (no flush of denormals to zero)")
     args = parser.parse_args(argv)
@@ -326,23 +446,38 @@ def main(argv=None):
     # set_flush_denormal returns whether the CPU supports it, not the new setting
     flushing = torch.set_flush_denormal(not args.torch_keep_denormals) and not args.torch_keep_denormals
 
+    peers = {p.strip() for p in args.peers.split(",") if p.strip()}
+    if peers - {"torch", "jax"}:
+        parser.error(f"--peers: unknown {sorted(peers - {'torch', 'jax'})}; known: torch, jax")
+    use_jax = "jax" in peers
+    if use_jax:
+        try:
+            import jax
+            import optax
+        except ImportError:
+            print("note: jax/optax not installed (pip install '.[jax]'): no JAX column")
+            use_jax = False
+
     import fastnn
     from fastnn import _threads
 
     gflops, ceiling_text = gemm_ceiling()
     print(f"fastnn {fastnn.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}", flush=True)
+    if use_jax:
+        print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
     print(f"threads: {_threads.describe()}")
+    print(f"BLAS libraries (threadpoolctl):\n{blas_report()}")
     print(f"{ceiling_text}; ceiling from the faster; repeats {repeats}; "
           f"torch threads tried {torch_threads}; torch flushes denormals: {flushing}; "
           f"Adam lr {LR}")
-    from fastnn._kernels.blas import BACKEND
+    from fastnn._kernels import blas
 
-    if BACKEND != "mkl":
-        print("note: fastnn's GEMMs run on scipy's OpenBLAS here; on x86-64, pip install "
+    if blas.BACKEND != "mkl" and blas.CPU_VENDOR == "intel":
+        print("note: fastnn's GEMMs run on scipy's OpenBLAS here; on Intel CPUs, pip install "
               "\".[mkl]\" puts them on MKL, as PyTorch's are (benchmarks/README.md)")
     for n in nets:
-        compare(n, batches, repeats, scale, gflops, torch_threads, sys.stdout)
+        compare(n, batches, repeats, scale, gflops, torch_threads, sys.stdout, use_jax)
     print(f"\nagain, {gemm_ceiling()[1]}; load {os.getloadavg()[0]:.2f}")
 
 

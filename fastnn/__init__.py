@@ -5,6 +5,7 @@
                              epochs=20).fit(X, y, validation_data=(Xv, yv))
 """
 from . import optim, schedules
+from ._warmup import warmup
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .data import train_val_test_split
 from .diagnostics import GradientReport, diagnose
@@ -28,4 +29,5 @@ __all__ = [
     "optim",
     "schedules",
     "train_val_test_split",
+    "warmup",
 ]

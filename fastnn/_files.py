@@ -2,6 +2,7 @@
 that saved models, checkpoints and plots share."""
 import os
 import secrets
+import stat
 
 
 def as_path(path, name="path"):
@@ -19,7 +20,15 @@ def atomic_write_bytes(path, data):
 
     The bytes go to a fresh temp file in the same directory (os.replace is only atomic within
     one file system), are fsync'ed, then renamed over `path`. On any error, including
-    KeyboardInterrupt, the temp file is removed and an existing `path` is left untouched."""
+    KeyboardInterrupt, the temp file is removed and an existing `path` is left untouched.
+    A symlink is written through (its target is replaced, the link stays), and an existing
+    file keeps its permission bits (a new one gets the umask's, as open() would give)."""
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # no such file yet (or unreadable metadata: the umask decides)
+        mode = None
     directory, base = os.path.split(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
@@ -33,6 +42,8 @@ def atomic_write_bytes(path, data):
         except FileExistsError:
             continue
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

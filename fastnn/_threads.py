@@ -1,11 +1,11 @@
 """Thread settings around fit, evaluate and predict.
 
 Why this exists: the numpy and scipy wheels each ship their own OpenBLAS, each with its own
-thread pool, and fastnn's kernels call scipy's (or MKL, sequential, when it is installed:
-_kernels/blas.py). An OpenBLAS worker keeps spinning for a while after each call, so two
-pools (or one pool and another process) busy on the same cores slow GEMMs severalfold (a
-2-thread pool with another process on the second core made 64-128-64-10 steps 7.6x slower
-here). fastnn therefore decides:
+thread pool, and fastnn's kernels call scipy's (or MKL, sequential, when it is installed and
+the CPU is an Intel one: _kernels/blas.py). An OpenBLAS worker keeps spinning for a while
+after each call, so two pools (or one pool and another process) busy on the same cores slow
+GEMMs severalfold (a 2-thread pool with another process on the second core made 64-128-64-10
+steps 7.6x slower here). fastnn therefore decides:
 
 - the training loop itself, and evaluate/predict, run on `train_threads(...)` threads
   (`run_on_threads`): all cores when a step has enough work (fastnn/_kernels/sync.py: each
@@ -121,20 +121,46 @@ def _current(select):
     return min(counts) if counts else 1
 
 
+# The BLAS pools are process-wide: calls that overlap (predict from several threads, a fit
+# beside a predict) share one setting, made by the first and restored by the last. Without
+# the count, one call's restore could leave the pools at another call's limits for good.
+_limits_lock = threading.Lock()
+_limits_users = 0
+_limits_restore = None
+
+
 def limit(layer_sizes, batch, loop_threads=1):
     """Set the pools for steps on `batch` rows: kernel BLAS at blas_threads(...) (never above
     its current setting), or at 1 when fastnn's own loop runs on loop_threads > 1 threads
     (each calls BLAS single-threaded); numpy's BLAS at 1. Returns a function that restores
-    them."""
-    kernel, other = _pools()
-    wanted = 1 if loop_threads > 1 else blas_threads(layer_sizes, batch)
-    n = min(wanted, _current(kernel))
-    kernel_limit = kernel.limit(limits=n)
-    other_limit = other.limit(limits=1)
+    them. While another fastnn call holds the pools (another thread, or a fit around this
+    call) they stay as that call set them, and are restored when the last call ends."""
+    global _limits_users, _limits_restore
+    with _limits_lock:
+        if _limits_users == 0:
+            kernel, other = _pools()
+            wanted = 1 if loop_threads > 1 else blas_threads(layer_sizes, batch)
+            n = min(wanted, _current(kernel))
+            kernel_limit = kernel.limit(limits=n)
+            other_limit = other.limit(limits=1)
+
+            def restore_pools():
+                other_limit.restore_original_limits()
+                kernel_limit.restore_original_limits()
+            _limits_restore = restore_pools
+        _limits_users += 1
+    released = []
 
     def restore():
-        other_limit.restore_original_limits()
-        kernel_limit.restore_original_limits()
+        global _limits_users, _limits_restore
+        with _limits_lock:
+            if released:  # a second call of the same restore changes nothing
+                return
+            released.append(True)
+            _limits_users -= 1
+            if _limits_users == 0:
+                _limits_restore, undo = None, _limits_restore
+                undo()
     return restore
 
 
@@ -212,4 +238,5 @@ def describe():
     gemms = "scipy's BLAS"
     if blas.BACKEND == "mkl":
         gemms = "MKL (sequential)" if blas.MKL_SEQUENTIAL else "MKL"
-    return f"{cores()} cores; training GEMMs call {gemms}; " + "; ".join(parts)
+    return (f"{cores()} cores; training GEMMs call {gemms} ({blas.CHOICE_REASON}); "
+            + "; ".join(parts))

@@ -95,20 +95,28 @@ def all_finite(arr):
         return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
 
 
-def _as_finite(arr, dtype, name):
-    """arr as a C-contiguous array of `dtype`; ValueError if it holds NaN or infinity, or
-    values that overflow `dtype` (1e39 in a float32 model)."""
-    if not all_finite(arr):
-        raise ValueError(f"{name} contains NaN or infinity")
+def _own(out, arr, copy):
+    """out, or a copy of it when copy is asked and out may share memory with the input arr."""
+    if copy and np.may_share_memory(out, arr):
+        return out.copy()
+    return out
+
+
+def _as_finite(arr, dtype, name, copy=False):
+    """arr as a C-contiguous array of `dtype` (a private copy when `copy`); ValueError if it
+    holds NaN or infinity, or values that overflow `dtype` (1e39 in a float32 model). The
+    result itself is checked: another thread writing into arr meanwhile cannot slip past."""
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out):
-        raise ValueError(f"{name} has values too large for the model's dtype {np.dtype(dtype)}")
+        out = _own(np.ascontiguousarray(arr, dtype=dtype), arr, copy)
+    if not all_finite(out):  # one pass over what the kernels will read; arr only to explain
+        raise ValueError(f"{name} contains NaN or infinity" if not all_finite(arr) else
+                         f"{name} has values too large for the model's dtype {np.dtype(dtype)}")
     return out
 
 
 def check_features(X, n_features, dtype, name="X"):
-    """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused)."""
+    """X as a C-contiguous (n, n_features) array of the model's dtype (converted, not refused;
+    X itself when it already is one)."""
     arr = as_numeric(X, name)
     if arr.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
@@ -127,7 +135,11 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
 
     cross_entropy: integer labels (n,) in [0, n_outputs) -> y_index, or class probabilities
     (n, n_outputs) -> y_float. binary_cross_entropy: values in [0, 1]. mse: any finite values.
-    (n,) is accepted for a single output."""
+    (n,) is accepted for a single output.
+
+    Both results are fastnn's own arrays, never views of y, and are checked after the copy:
+    the kernels index memory by the labels, so a label changed after this check (by a
+    callback, or by another thread while a kernel runs) must not reach them."""
     arr = as_numeric(y, name)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
@@ -135,6 +147,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
         raise ValueError(f"{name} has {arr.shape[0]} samples but X has {n_samples}")
     empty_index = np.empty(0, dtype=np.int64)
     if loss == "cross_entropy" and arr.ndim == 1:
+        arr = np.array(arr, copy=True)  # checked below, then only this copy is used
         if arr.dtype.kind == "f":
             if not all_finite(arr):
                 raise ValueError(f"{name} contains NaN or infinity")
@@ -146,7 +159,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
         if bad.any():
             raise ValueError(f"{name} has labels outside [0, {n_outputs}) for the output layer of "
                              f"size {n_outputs}: e.g. {arr[bad][0]}")
-        labels = np.ascontiguousarray(arr, dtype=np.int64)
+        labels = np.ascontiguousarray(arr, dtype=np.int64)  # arr is already our own
         return labels, np.empty((0, n_outputs), dtype=dtype)
     if arr.ndim == 1:
         if n_outputs != 1:
@@ -158,7 +171,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the model has {n_outputs} "
                          f"outputs")
-    out = _as_finite(arr, dtype, name)
+    out = _as_finite(arr, dtype, name, copy=True)
     if loss in ("binary_cross_entropy", "cross_entropy") and ((out < 0) | (out > 1)).any():
         raise ValueError(f"{name} must hold probabilities in [0, 1] for {loss}")
     return empty_index, out

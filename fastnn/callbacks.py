@@ -217,8 +217,9 @@ class ModelCheckpoint(Callback):
     initial_value_threshold : a value the first save must beat (Keras), or None.
     verbose : 1 prints each save.
 
-    After fit: `best` (best monitored value seen) and `last_saved` (the last path written, or
-    None).
+    Missing directories in the path are created when the first file is saved (as Keras
+    does). After fit: `best` (best monitored value seen) and `last_saved` (the last path
+    written, or None).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
@@ -273,6 +274,9 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self._path(epoch, logs)
+        directory = os.path.dirname(path)
+        if directory:  # Keras creates the checkpoint directory too
+            os.makedirs(directory, exist_ok=True)
         save_model(self.model, path)
         self.last_saved = path
         if self.verbose:

@@ -3,7 +3,8 @@
 `fastnn train` fits an MLP on a data file (or, without --data, scikit-learn's bundled digits,
 offline), split into train/validation/test, and prints the test metric; the saved model carries
 its input standardization and class names. `fastnn predict` applies a saved model to raw
-rows, `fastnn evaluate` reports its metric on a labelled file.
+rows, `fastnn evaluate` reports its metric on a labelled file. `fastnn warmup` compiles and
+caches the kernels ahead of time (fastnn/_warmup.py).
 
 Each subcommand is one `_Command`: a function that adds its arguments and one that runs it;
 `COMMANDS` lists them (add a new one there).
@@ -11,11 +12,14 @@ Each subcommand is one `_Command`: a function that adds its arguments and one th
 import argparse
 import csv
 import io
+import os
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+
+from . import _warmup
 
 
 def _int_list(text):
@@ -172,6 +176,23 @@ def _stderr(text):
     print(text, file=sys.stderr)
 
 
+def check_output_path(path, option):
+    """Fail before the work, not after it: `path` (what `option` writes) must name a file in
+    an existing, writable directory (a symlink counts as its target)."""
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise ValueError(f"{option} {path}: is a directory, not a file name")
+    if not os.path.isdir(directory):
+        raise ValueError(f"{option} {path}: the directory {os.path.dirname(path) or '.'} does "
+                         f"not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: the directory {os.path.dirname(path) or '.'} is "
+                         f"not writable")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise ValueError(f"{option} {path}: the file is not writable")
+
+
 def train(args):
     import fastnn
 
@@ -185,16 +206,14 @@ def train(args):
             require_matplotlib()  # fail before training, not after it
         except ImportError as exc:
             raise ValueError(f"--plot: {exc}") from None
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None:
+            check_output_path(path, option)
     split = load_split(args.data, args.val_size, args.test_size, args.seed, args.task,
                        args.label_column)
     X_train, X_val, X_test, y_train, y_val, y_test = split[:6]
-    if split.classes is not None:
+    if split.classification:  # load_split decides the classes, one-hot columns included
         n_out, output = len(split.classes), "softmax"
-    elif split.classification:
-        labels = np.concatenate([y_train, y_val, y_test])
-        if labels.min() < 0:
-            raise ValueError("class labels must be 0, 1, ..., n_classes - 1")
-        n_out, output = int(labels.max()) + 1, "softmax"
     else:
         n_out = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
         output = "identity"
@@ -259,6 +278,8 @@ def predict(args):
     from ._files import atomic_write_bytes
     from .data import load_features
 
+    if args.output is not None:
+        check_output_path(args.output, "--output")
     model = fastnn.load(args.model)
     X = load_features(args.data, model.n_inputs, args.label_column)
     classes = model.classes_
@@ -333,6 +354,7 @@ COMMANDS = (
              "Print a saved model's accuracy (classifiers) or R^2 (regression) on the labelled "
              "rows of --data, as fastnn train prints its test metric, and its loss.",
              _add_evaluate_arguments, evaluate),
+    _Command("warmup", _warmup.HELP, _warmup.DESCRIPTION, _warmup.add_arguments, _warmup.main),
 )
 
 

@@ -596,7 +596,8 @@ def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
     task : "auto" (classification when the labels are integers or names), "classification"
         (any 1-D labels, e.g. 0.5 and 1.5 too) or "regression". Class labels are encoded as
         indices into the sorted classes (as scikit-learn's classes_), and the split is
-        stratified by them.
+        stratified by them. One-hot rows y (n, k) are k classes 0..k-1, one per column (also
+        a class no sample has); other 2-D integer y are regression targets under "auto".
     Returns a `TableSplit`: raw features (unscaled), the standardization (mean, std) of the
     training part only, and the classes."""
     if path is None:
@@ -617,7 +618,17 @@ def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
                          f"such as {y[0]!r}")
     classification = task == "classification" or (task == "auto" and y.dtype.kind in "iuU")
     classes = None
-    if classification and y.ndim == 1:
+    if classification and y.ndim == 2 and y.shape[1] > 1:
+        # one-hot rows: one class per column, also a class that no sample has
+        indices = class_labels(y)
+        if indices is not None:
+            classes, y = np.arange(y.shape[1]), indices.astype(np.int64)
+        elif task == "classification":
+            raise ValueError(f"task='classification' needs one label per sample or one-hot "
+                             f"rows, got y of shape {y.shape} that is not one-hot")
+        else:  # integer columns that are not one-hot (counts): regression targets
+            classification = False
+    elif classification:
         # any labels np.unique can sort: names, integers, and (task="classification" only)
         # other numbers, as scikit-learn's classifiers take them
         classes, y = encode_labels(y)

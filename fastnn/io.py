@@ -26,6 +26,7 @@ refused instead of silently loaded (corruption detection, not a signature agains
 import hashlib
 import json
 import numbers
+import os
 import struct
 
 import numpy as np
@@ -42,6 +43,9 @@ _FORMAT_VERSIONS = ("1", "2")  # "1": no classes / input standardization
 _CHECKSUM_KEY = "fastnn.sha256"
 # safetensors itself refuses headers above 100 MB; checking first avoids decoding junk
 _MAX_HEADER = 100_000_000
+# a safetensors header nests 3 deep and fastnn's metadata values 1 deep; json.loads recurses
+# once per level, so deeper text is refused before it is parsed
+_MAX_JSON_DEPTH = 32
 _MODEL_KEYS = ("format", "format_version", "layer_sizes", "activations", "output", "dtype")
 
 
@@ -115,21 +119,70 @@ def save_state(path, arrays, metadata=None):
     atomic_write_bytes(path, data)
 
 
-def _read_header(data, path):
-    """The parsed JSON header of safetensors bytes; ValueError for anything that is not one."""
-    if len(data) == 0:
-        raise ValueError(f"{path}: the file is empty, not a safetensors file")
-    if len(data) < 8:
-        raise ValueError(f"{path}: only {len(data)} bytes, too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8 or n > _MAX_HEADER:
-        raise ValueError(f"{path}: not a safetensors file, or truncated: the header claims "
-                         f"{n} bytes but the file has {len(data)}")
+def _json_depth(raw, chunk=1 << 20):
+    """The deepest nesting of [ and { outside strings in the JSON text `raw` (bytes), found
+    without recursion, in chunks (numpy, a few passes per MB)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if np.count_nonzero((data == 0x5B) | (data == 0x7B)) <= _MAX_JSON_DEPTH:
+        return 0  # too few brackets to nest deeper than allowed: the common case
+    deepest = depth = 0
+    in_string = 0
+    run = 0  # backslashes right before the current chunk
+    for lo in range(0, data.size, chunk):
+        c = data[lo:lo + chunk]
+        idx = np.arange(c.size)
+        # the last non-backslash at or before each position (-1: only backslashes so far)
+        last_plain = np.maximum.accumulate(np.where(c == 0x5C, -1, idx))
+        before = np.empty(c.size, dtype=np.int64)  # backslashes right before each position
+        before[0] = run
+        before[1:] = np.where(last_plain[:-1] >= 0, idx[1:] - 1 - last_plain[:-1],
+                              idx[1:] + run)
+        quote = (c == 0x22) & (before % 2 == 0)  # an unescaped quote opens or closes a string
+        quotes_before = np.cumsum(quote) - quote
+        outside = ((quotes_before + in_string) % 2 == 0) & ~quote
+        step = (((c == 0x5B) | (c == 0x7B)).astype(np.int64)
+                - ((c == 0x5D) | (c == 0x7D)).astype(np.int64)) * outside
+        levels = depth + np.cumsum(step)
+        deepest = max(deepest, int(levels.max()))
+        depth = int(levels[-1])
+        in_string = (in_string + int(quote.sum())) % 2
+        run = int(c.size - 1 - last_plain[-1]) if last_plain[-1] >= 0 else run + c.size
+    return deepest
+
+
+def _parse_json(raw, path, what):
+    """json.loads(raw) for file content: nesting bounded, every failure a ValueError."""
+    text = raw
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    depth = _json_depth(raw)
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(f"{path}: {what} nests {depth} levels deep (at most "
+                         f"{_MAX_JSON_DEPTH} allowed): not a file fastnn wrote")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a safetensors file, or a corrupted one: the header is "
-                         f"not valid JSON ({exc})") from None
+        return json.loads(text if isinstance(text, str) else raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: {what} is not valid JSON ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+def _header_length(head, size, path):
+    """The header length from the first 8 bytes of a file of `size` bytes, checked."""
+    if size == 0:
+        raise ValueError(f"{path}: the file is empty, not a safetensors file")
+    if size < 8:
+        raise ValueError(f"{path}: only {size} bytes, too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > size - 8 or n > _MAX_HEADER:
+        raise ValueError(f"{path}: not a safetensors file, or truncated: the header claims "
+                         f"{n} bytes but the file has {size}")
+    return n
+
+
+def _parse_header(raw, path):
+    """The parsed JSON header (bytes after the length); ValueError for anything that is not
+    one."""
+    header = _parse_json(raw, path, "the safetensors header")
     if not isinstance(header, dict):
         raise ValueError(  # noqa: TRY004  (bad file content, not a bad argument type)
             f"{path}: corrupted safetensors header: expected a JSON object")
@@ -141,16 +194,52 @@ def _read_header(data, path):
     return header
 
 
+def _payload_size(header, path):
+    """Bytes of tensor data that the header describes (the end of its last tensor)."""
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0
+                           for o in offsets)):
+            raise ValueError(f"{path}: corrupted safetensors header: tensor {name!r} has no "
+                             f"valid data_offsets")
+        end = max(end, offsets[1])
+    return end
+
+
+def _read_checked(path):
+    """The file's bytes, read only after its header was checked: a junk or hostile file
+    costs at most its (bounded) header in memory, not its whole size."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        n = _header_length(head, size, path)
+        raw = f.read(n)
+        if len(raw) != n:
+            raise ValueError(f"{path}: truncated while reading the header")
+        header = _parse_header(raw, path)
+        payload = _payload_size(header, path)
+        if size != 8 + n + payload:
+            raise ValueError(f"{path}: corrupted or truncated safetensors file: the header "
+                             f"describes {8 + n + payload} bytes but the file has {size}")
+        # one read of the whole file: it is not held open or mapped (os.replace over it works
+        # on Windows too) and the header and tensors we check come from the same bytes
+        f.seek(0)
+        data = f.read()
+    if len(data) != size or data[8:8 + n] != raw:
+        raise ValueError(f"{path}: the file changed while it was being read")
+    return data, header
+
+
 def _load_state(path):
     """(arrays, metadata, checksum_verified); see load_state."""
     import safetensors.numpy
 
     path = as_path(path)
-    # one read: the file is not held open or mapped (os.replace over it works on Windows too)
-    # and the header and tensors we check come from the same bytes
-    with open(path, "rb") as f:
-        data = f.read()
-    header = _read_header(data, path)
+    data, header = _read_checked(path)
     try:
         raw = safetensors.numpy.load(data)
     except Exception as exc:  # noqa: BLE001  SafetensorError & co: bad offsets, dtypes, sizes
@@ -177,6 +266,8 @@ def load_state(path):
     anything that is not an intact safetensors file (empty, truncated, random bytes, a pickle,
     a corrupted header, a checksum mismatch). Files written by other tools without the fastnn
     checksum load unverified. Nothing is ever unpickled: safetensors holds raw numbers only.
+    The 8-byte length and the header (at most 100 MB, JSON nested at most 32 deep) are read
+    and checked before the rest: a junk file costs its header, not its size.
     """
     arrays, meta, _ = _load_state(path)
     return arrays, meta
@@ -226,10 +317,7 @@ def save_model(model, path):
 
 
 def _meta_json(meta, key, path):
-    try:
-        return json.loads(meta[key])
-    except (json.JSONDecodeError, TypeError):
-        raise ValueError(f"{path}: metadata {key!r} is not valid JSON: {meta[key]!r}") from None
+    return _parse_json(meta[key], path, f"metadata {key!r}")
 
 
 def _parse_architecture(meta, path):

@@ -1,4 +1,8 @@
 """The MLP: architecture as small integer arrays, all parameters in one flat buffer."""
+import copy
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import _threads
@@ -46,6 +50,9 @@ DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
 INITS = ("auto", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal")
 DTYPES = ("float32", "float64")
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
+# predict/evaluate workspaces kept per model for reuse; concurrent calls beyond this many
+# allocate their own (each call holds one workspace for itself while the kernel runs)
+WORKSPACE_POOL = 4
 
 
 def resolve_loss(loss, output):
@@ -108,6 +115,10 @@ class MLP:
     Trainer.fit, ...) take raw features and feed (X - mean) / std to the network, like a Keras
     Normalization layer in front of it; `classes_` names the classes of a classifier's outputs
     (scikit-learn's attribute), which `predict_labels` returns.
+
+    copy.deepcopy, pickle (process pools, joblib) and `copy()` give a whole model: its weights
+    and biases view its own params. predict and evaluate may run on one model from several
+    threads at once (each call computes in a workspace of its own).
     """
 
     def __init__(self, layer_sizes, activation="relu", output="identity", init="auto",
@@ -173,20 +184,42 @@ class MLP:
             self._b_off[l] = off
             off += sizes[l + 1]
         self._params = np.zeros(off, dtype=dt)
-        self._layout = Network(self._sizes, self._acts, self._w_off, self._b_off,
-                               self._unit_off)
         self._dropout_rates = rates  # (input_dropout, hidden layer 1, ...): one per site
-        self._dropout = dropout_sites(rates)
+        self._dropout = dropout_sites(rates)  # the kernels' Dropout bundle (its own arrays)
+        self._derived()
+        self._classes = None      # (n_classes,) labels of the outputs, or None
+        self._input_mean = None   # float64 (n_inputs,) standardization, or None
+        self._input_std = None
+        self.initialize(seed)
+
+    # derived attributes, rebuilt rather than copied: views into _params and the workspace pool
+    _DERIVED = ("_weights", "_biases", "_layout", "_ws_pool", "_ws_lock")
+
+    def _derived(self):
+        sizes, L = self._layer_sizes, len(self._layer_sizes) - 1
+        if (self._params.ndim != 1 or not self._params.flags.c_contiguous
+                or self._params.dtype != self._dtype
+                or self._params.size != int(self._b_off[-1]) + sizes[-1]):
+            raise ValueError("corrupted MLP state: params do not match the architecture")
         self._weights = tuple(
             self._params[self._w_off[l]:self._b_off[l]].reshape(sizes[l], sizes[l + 1])
             for l in range(L))
         self._biases = tuple(self._params[self._b_off[l]:self._b_off[l] + sizes[l + 1]]
                              for l in range(L))
-        self._predict_ws = None
-        self._classes = None      # (n_classes,) labels of the outputs, or None
-        self._input_mean = None   # float64 (n_inputs,) standardization, or None
-        self._input_std = None
-        self.initialize(seed)
+        self._layout = Network(self._sizes, self._acts, self._w_off, self._b_off,
+                               self._unit_off)
+        self._ws_pool = []  # idle predict/evaluate workspaces
+        self._ws_lock = threading.Lock()
+
+    def __getstate__(self):
+        # weights/biases would be unpickled as arrays of their own, no longer views of params
+        return {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state.pop("_predict_ws", None)  # a shared workspace, before the pool
+        self.__dict__.update(state)
+        self._derived()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -346,7 +379,8 @@ class MLP:
     def preprocess(self, X, name="X"):
         """X (n, n_inputs) as the input layer sees it: checked (2-D, finite, n_inputs
         columns), standardized when the model has an input standardization, C-contiguous in
-        the model's dtype. Every entry point calls it; `name` is used in error messages."""
+        the model's dtype. Every entry point calls it; `name` is used in error messages.
+        X itself when it already is that and needs no standardization (no copy)."""
         if self._input_mean is None:
             return check_features(X, self.n_inputs, self.dtype, name)
         arr = as_numeric(X, name)
@@ -443,13 +477,8 @@ class MLP:
         return self
 
     def copy(self):
-        """An independent model with the same architecture and parameters."""
-        new = MLP(self.layer_sizes, list(self.activations), self.output, self.init,
-                  self.dtype.name, dropout=list(self.dropout), input_dropout=self.input_dropout)
-        new.params[...] = self.params
-        new._classes = self._classes
-        new._input_mean, new._input_std = self._input_mean, self._input_std  # never mutated
-        return new
+        """An independent model with the same architecture and parameters (copy.deepcopy)."""
+        return copy.deepcopy(self)
 
     # ------------------------------------------------------------------ compute
     @property
@@ -458,11 +487,22 @@ class MLP:
         bundles.py) of int64 arrays, sizes, acts, w_off, b_off and unit_off."""
         return self._layout
 
+    @contextmanager
     def _workspace(self, batch_size):
-        ws = self._predict_ws
-        if ws is None or ws.capacity < batch_size:
-            ws = self._predict_ws = Workspace(self, batch_size)
-        return ws
+        """A workspace of capacity >= batch_size for this call alone (the kernels run without
+        the GIL, so concurrent calls must not share one), taken from and returned to a small
+        per-model pool."""
+        with self._ws_lock:
+            fits = [i for i, w in enumerate(self._ws_pool) if w.capacity >= batch_size]
+            ws = self._ws_pool.pop(fits[0]) if fits else None
+        if ws is None:
+            ws = Workspace(self, batch_size)
+        try:
+            yield ws
+        finally:
+            with self._ws_lock:
+                if len(self._ws_pool) < WORKSPACE_POOL:
+                    self._ws_pool.append(ws)
 
     def predict(self, X, batch_size=1024):
         """Network output for X (n, n_inputs): probabilities for softmax/sigmoid outputs.
@@ -513,10 +553,9 @@ class MLP:
         n_threads = _threads.train_threads(self.layer_sizes, B)
         scratch = np.empty((n_threads, scratch_size(self.layer_sizes) if n_threads > 1 else 0),
                            self.dtype)
-        with _threads.compute_threads(self.layer_sizes, B, n_threads):
+        with _threads.compute_threads(self.layer_sizes, B, n_threads), self._workspace(B) as ws:
             return _threads.evaluate_on_threads(self.layout, self.params, X, y_index, y_float,
-                                                B, loss_code, out, self._workspace(B),
-                                                n_threads, scratch)
+                                                B, loss_code, out, ws, n_threads, scratch)
 
     def loss_and_grad(self, X, y, loss=None, training=False, seed=0, step=1):
         """Full-batch mean loss and its gradient: (float, flat array in the layout of params).

@@ -161,6 +161,11 @@ class Trainer:
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
             Keras) held out as validation data when validation_data is not given.
 
+        X, y and validation_data are copied when fit starts (as Keras does): changing the
+        arrays during fit (a callback relabelling, another thread) does not reach this fit.
+        So are the Trainer's own settings (batch_size, clip_grad_norm, ...); the optimizer's
+        hyperparameters are checked and read again at every epoch boundary.
+
         Errors leave a consistent state: the model's weights, the optimizer's state and
         step count, and `trainer.history` all describe the end of the last completed epoch
         (then callbacks such as EarlyStopping(restore_best_weights=True) restore their best).
@@ -182,7 +187,14 @@ class Trainer:
         self.loss = resolve_loss(self.loss, self.model.output)
         model = self.model
         dtype = model.dtype
-        X = model.preprocess(X, "X")  # checked, and standardized if the model says so
+        # fit trains on its own copies (as Keras does): a callback or another thread editing
+        # X or y meanwhile cannot change what was validated
+        # checked, standardized if the model says so; read in place when already in the model's
+        # dtype and layout (no second copy of the data, as torch's TensorDataset): editing the
+        # features mid-fit changes what later steps see but can never reach outside the
+        # arrays. The labels, which the kernels index with, are always copied
+        # (check_targets).
+        X = model.preprocess(X, "X")
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
@@ -209,7 +221,8 @@ class Trainer:
         model, opt = self.model, self.optimizer
         N = X.shape[0]
         batch = N if self.batch_size is None else min(self.batch_size, N)
-        state = opt.bind(model.n_params, model.dtype)
+        # settings checked, the optimizer bound to this model (another model's raises)
+        opt_code, hyper, state = opt._kernel_args(model.params)
         classifier = self.loss != "mse"
         # R^2 = 1 - mse / mean_j var(y_j): the target variances are computed once per fit
         train_var = _mean_target_variance(y_float) if not classifier else None
@@ -240,6 +253,7 @@ class Trainer:
                 f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
                 f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
+        # the settings are read once, here (clip_grad_norm validated by fit)
         steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm, X,
                            y_index, y_float, val, self._dropout_seed)
         restore_sigint = bar = None
@@ -250,20 +264,26 @@ class Trainer:
             self._callbacks("on_train_begin", {})
             for epoch in range(self.epochs):
                 self._callbacks("on_epoch_begin", epoch, {})
+                # read once per epoch: schedules change lr, callbacks any setting; a new state
+                # layout (momentum switched on, amsgrad, ...) takes effect here
+                opt_code, hyper, state = opt._kernel_args(model.params)
                 np.copyto(good_params, model.params)
+                if good_state.shape != state.shape:
+                    good_state = np.empty_like(state)
                 np.copyto(good_state, state)
                 good_step = int(opt.step_count[0])
                 committed = False
-                hyper = opt.hyper()  # read once per epoch: schedules change lr between epochs
                 order = (self._rng.permutation(N) if self.shuffle
                          else np.arange(N)).astype(np.int64)
-                steps.begin_epoch(order)
+                steps.begin_epoch(order, opt_code, hyper, state)
+                if self.callbacks:  # callbacks may have replaced the weights or the state
+                    steps.copy_in()
                 n_steps = 0
                 t0 = time.perf_counter()
                 pos = 0
                 while pos < N:
                     tc = time.perf_counter()
-                    bad, done = steps.run(pos, self._chunk_steps, hyper)
+                    bad, done = steps.run(pos, self._chunk_steps)
                     elapsed = time.perf_counter() - tc
                     n_steps += done
                     advanced = min(done * batch, N - pos)
@@ -304,10 +324,7 @@ class Trainer:
                 history.record(epoch, logs)
                 committed = True
                 self._show_epoch(bar, epoch, logs)
-                if self.callbacks:
-                    self._callbacks("on_epoch_end", epoch, logs)
-                    # callbacks may replace the weights (or the lr, read at the next epoch)
-                    steps.copy_in()
+                self._callbacks("on_epoch_end", epoch, logs)  # changes reach the steps above
                 if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                     raise KeyboardInterrupt
                 if self.stop_training:
@@ -385,18 +402,22 @@ def _r2_score(mse, mean_var):
 
 def _catch_sigint(flag):
     """Turn Ctrl-C into a flag read at the next chunk boundary (the compiled loop cannot be
-    interrupted safely mid-step). Returns a function that restores the previous handler."""
+    interrupted safely mid-step). Returns a function that restores the previous handler.
+
+    Only where Python itself would deliver SIGINT to a Python handler (the main thread, with
+    a Python-level handler such as the default KeyboardInterrupt one): an ignored SIGINT
+    (SIG_IGN, a background job), the OS default (SIG_DFL: the process dies) and a handler
+    installed from C are left exactly as they are."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     try:
         previous = signal.getsignal(signal.SIGINT)
-        if previous is None:  # installed from C: leave it alone
+        if not callable(previous):  # SIG_IGN, SIG_DFL, or None (installed from C)
             return lambda: None
 
         def handler(signum, frame):
             if flag:  # second Ctrl-C: stop waiting for the chunk
-                previous_handler = previous if callable(previous) else signal.default_int_handler
-                previous_handler(signum, frame)
+                previous(signum, frame)
             flag.append(True)
 
         signal.signal(signal.SIGINT, handler)

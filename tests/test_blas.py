@@ -63,6 +63,66 @@ def test_backend_is_named():
         assert not MKL_INSTALLED or os.environ.get("FASTNN_BLAS", "").lower() == "scipy"
 
 
+@pytest.mark.parametrize("requested, vendor, mkl_installed, expected", [
+    # auto: MKL only on Intel, and only when installed
+    ("auto", "intel", True, "mkl"),
+    ("auto", "amd", True, "scipy"),
+    ("auto", "other", True, "scipy"),
+    ("auto", "intel", False, "scipy"),
+    ("auto", "amd", False, "scipy"),
+    # an explicit choice wins over the CPU
+    ("mkl", "amd", True, "mkl"),
+    ("mkl", "intel", False, "mkl"),  # the caller then raises ImportError
+    ("scipy", "intel", True, "scipy"),
+    ("scipy", "amd", False, "scipy"),
+])
+def test_choose_by_vendor_and_availability(requested, vendor, mkl_installed, expected):
+    name, reason = blas.choose(requested, vendor, mkl_installed)
+    assert name == expected
+    if requested == "auto":
+        assert reason.startswith("auto: ")
+        if not mkl_installed:
+            assert "not installed" in reason
+        elif vendor == "amd":
+            assert "AMD" in reason
+    else:
+        assert reason == f"FASTNN_BLAS={requested}"
+
+
+def test_choose_rejects_unknown_requests():
+    with pytest.raises(ValueError, match="FASTNN_BLAS must be 'auto', 'mkl' or 'scipy'"):
+        blas.choose("openblas", "amd", True)
+
+
+@pytest.mark.parametrize("text, vendor", [
+    ("vendor_id\t: GenuineIntel", "intel"),
+    ("vendor_id\t: AuthenticAMD", "amd"),
+    ("AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD", "amd"),  # Windows' processor()
+    ("Intel64 Family 6 Model 143 Stepping 8, GenuineIntel", "intel"),
+    ("vendor_id\t: HygonGenuine", "amd"),  # Zen cores
+    ("vendor_id\t: CentaurHauls", None),
+    ("", None),
+])
+def test_vendor_from_cpu_strings(text, vendor):
+    assert blas._vendor_from_text(text) == vendor
+
+
+def test_this_process_recorded_its_choice():
+    assert blas.CPU_VENDOR == blas.cpu_vendor() in ("intel", "amd", "other")
+    requested = os.environ.get("FASTNN_BLAS", "").strip().lower() or "auto"
+    assert (blas.BACKEND, blas.CHOICE_REASON) == blas.choose(
+        requested, blas.CPU_VENDOR, requested == "mkl" or MKL_INSTALLED)
+
+
+def test_choice_is_logged_at_debug_level():
+    code = ("import logging\n"
+            "logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
+            "import fastnn")
+    out = _run(code, FASTNN_BLAS="scipy")
+    assert out.returncode == 0, out.stderr
+    assert "fastnn GEMMs call scipy's BLAS (" in out.stderr and "FASTNN_BLAS=scipy)" in out.stderr
+
+
 # a short float64 fit, printed as JSON: the same in every process for a given BLAS, and equal
 # across BLAS libraries up to rounding
 FIT = """
@@ -115,11 +175,11 @@ def test_mkl_choice_without_mkl_says_how_to_install():
 @needs_mkl
 def test_mkl_and_scipy_train_the_same_model():
     """The same float64 fit on MKL and on scipy's OpenBLAS: equal up to rounding (the GEMMs
-    sum in different orders), and 'auto' picks MKL when it is installed."""
+    sum in different orders), and 'auto' picks MKL when it is installed on an Intel CPU only."""
     on_mkl = _fit("mkl")
     on_scipy = _fit("scipy")
     assert on_mkl["backend"] == "mkl" and on_scipy["backend"] == "scipy"
-    assert _fit("auto")["backend"] == "mkl"
+    assert _fit("auto")["backend"] == ("mkl" if blas.cpu_vendor() == "intel" else "scipy")
     np.testing.assert_allclose(on_mkl["params"], on_scipy["params"], rtol=1e-9, atol=1e-11)
 
 

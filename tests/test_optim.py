@@ -238,11 +238,11 @@ def test_optimizer_state_slots():
                             ("Adam", {}, 2), ("Adam", dict(amsgrad=True), 3)]:
         opt = getattr(optim, name)(**kw)
         assert opt.n_slots == slots
-        state = opt.bind(N_PARAMS, np.dtype(np.float64))
+        state = opt.bind(np.zeros(N_PARAMS))
         assert state.shape == (slots, N_PARAMS)
     # the Adagrad sum starts at initial_accumulator_value; Adam's m after one step is (1-b1) g
     opt = optim.Adagrad(initial_accumulator_value=0.25)
-    assert np.all(opt.bind(5, np.dtype(np.float64)) == 0.25)
+    assert np.all(opt.bind(np.zeros(5)) == 0.25)
     opt = optim.Adam(betas=(0.75, 0.5))
     opt.update(theta.copy(), grads[0])
     np.testing.assert_allclose(opt.state[0], 0.25 * grads[0], rtol=1e-15)
@@ -350,7 +350,8 @@ def test_resume_from_state_dict_is_exact(case):
     first = getattr(optim, name)(**kw)
     fastnn.Trainer(model, first, epochs=2, **fit).fit(X, y)
     saved = first.state_dict()
-    first.update(np.zeros(model.n_params), np.ones(model.n_params))  # saved is a copy
+    first.state[...] += 1.0  # saved is a copy
+    first.step_count[0] += 1
     resumed = getattr(optim, name)(lr=123.0)  # hyperparameters come from the state_dict
     resumed.load_state_dict(saved)
     assert resumed.hyperparameters() == getattr(optim, name)(**kw).hyperparameters()
@@ -362,14 +363,16 @@ def test_resume_from_state_dict_is_exact(case):
 def test_state_dict_from_float64_resumes_float32_buffers():
     theta, grads = problem()
     opt = optim.Adam(lr=0.01)
+    p = theta.copy()
     for g in grads[:5]:
-        opt.update(theta.copy(), g)
+        opt.update(p, g)
     resumed = optim.Adam()
     resumed.load_state_dict(opt.state_dict())
-    state = resumed.bind(N_PARAMS, np.dtype(np.float32))
+    p32 = theta.astype(np.float32)
+    state = resumed.bind(p32)
     assert state.dtype == np.float32 and resumed.step_count[0] == 5
     np.testing.assert_allclose(state, opt.state, rtol=1e-6)  # kept, not reset
-    resumed.update(theta.astype(np.float32), grads[5].astype(np.float32))
+    resumed.update(p32, grads[5].astype(np.float32))
     assert resumed.step_count[0] == 6
 
 

@@ -9,13 +9,19 @@ bound at import to one BLAS (below); compiled code resolves them by name when it
 every kernel that calls them stays cacheable and one cache serves either BLAS.
 
 Which BLAS (environment variable FASTNN_BLAS, read at import):
-- "auto" (default): Intel MKL when the `mkl` package from PyPI is installed
-  (`pip install "fastnn[mkl]"`), else scipy's BLAS (the OpenBLAS in scipy's wheel);
+- "auto" (default): the faster of the two on this CPU (`choose`): Intel MKL on Intel CPUs when
+  the `mkl` package from PyPI is installed (`pip install "fastnn[mkl]"`), else scipy's BLAS
+  (the OpenBLAS in scipy's wheel). MKL picks its fast kernels by CPU vendor: on AMD it runs
+  generic code at about half of OpenBLAS's speed (Zen 4, AVX-512: 784-512-256-10 at batch
+  2048 62,805 vs 125,170 samples/s), so `auto` never picks it there;
 - "mkl": MKL, or ImportError; also finds an MKL runtime installed outside pip;
 - "scipy": scipy's BLAS, the one numba's np.dot uses.
-Measured on the 2-core AVX-512 machine, one thread per GEMM as the training loop calls it:
-MKL's sgemm is 10-14% faster than OpenBLAS's on 784-512-256-10's GEMMs at 256-1024 rows and
-1.2-1.9x on the forward GEMMs at 32-64 rows (benchmarks/README.md).
+The decision is a pure function of the CPU vendor (/proc/cpuinfo, the OS's processor string or
+LLVM's host CPU name) and of whether MKL is installed; it is logged at DEBUG level on the
+"fastnn" logger and shown by `fastnn._threads.describe()` (CHOICE_REASON).
+On Intel, one thread per GEMM as the training loop calls it, MKL's sgemm was 10-14% faster than
+OpenBLAS's on 784-512-256-10's GEMMs at 256-1024 rows and 1.2-1.9x on the forward GEMMs at
+32-64 rows (benchmarks/README.md).
 
 fastnn calls BLAS from its own training threads, one BLAS thread each, so an MKL that fastnn
 loads itself is switched to its sequential threading layer (no OpenMP pool, nothing left
@@ -24,7 +30,9 @@ spinning), unless MKL_THREADING_LAYER is set or another library loaded that MKL 
 import ctypes
 import ctypes.util
 import glob
+import logging
 import os
+import platform
 import sys
 from importlib import metadata
 
@@ -32,7 +40,7 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _KINDS = {types.float32: "s", types.float64: "d"}
 _MKL_THREADING_SEQUENTIAL = 1  # mkl_set_threading_layer's code for the sequential layer
@@ -106,33 +114,110 @@ def _mkl_gemm(required):
             path)
 
 
+# LLVM host CPU names (llvmlite.binding.get_host_cpu_name) by vendor, for when neither
+# /proc/cpuinfo nor the OS names the vendor
+_AMD_CPU_PREFIXES = ("znver", "bdver", "btver", "amdfam", "k8", "athlon", "opteron", "barcelona")
+_INTEL_CPU_PREFIXES = (
+    "skylake", "cascadelake", "cooperlake", "icelake", "tigerlake", "sapphirerapids",
+    "emeraldrapids", "graniterapids", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+    "lunarlake", "pantherlake", "rocketlake", "cannonlake", "haswell", "broadwell",
+    "sandybridge", "ivybridge", "nehalem", "westmere", "core2", "penryn", "goldmont",
+    "tremont", "gracemont", "sierraforest", "grandridge", "clearwaterforest", "knl", "knm",
+    "silvermont", "bonnell", "atom", "diamondrapids")
+
+
+def _vendor_from_text(text):
+    """'intel', 'amd' or None from a vendor id or processor string."""
+    text = text or ""
+    if "GenuineIntel" in text:
+        return "intel"
+    if "AuthenticAMD" in text or "HygonGenuine" in text:  # Hygon: AMD Zen cores
+        return "amd"
+    return None
+
+
+def cpu_vendor():
+    """'intel', 'amd' or 'other' for the CPU this process runs on (x86 vendor id), read without
+    loading any library: /proc/cpuinfo, else the OS's processor string (Windows names the
+    vendor), else LLVM's host CPU name."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    vendor = _vendor_from_text(line)
+                    if vendor:
+                        return vendor
+                    break
+    except OSError:
+        pass
+    vendor = _vendor_from_text(platform.processor())
+    if vendor:
+        return vendor
+    try:
+        name = llvm.get_host_cpu_name().lower()
+    except Exception:  # noqa: BLE001 - an unknown CPU is 'other', not an import error
+        return "other"
+    if name.startswith(_AMD_CPU_PREFIXES):
+        return "amd"
+    if name.startswith(_INTEL_CPU_PREFIXES):
+        return "intel"
+    return "other"
+
+
+def choose(requested, vendor, mkl_installed):
+    """Which BLAS the GEMMs call: ("mkl" or "scipy", why). A pure function of FASTNN_BLAS's
+    value ("auto", "mkl", "scipy"), the CPU vendor ("intel", "amd", "other") and whether an
+    MKL runtime is installed; "mkl" is returned for requested="mkl" even when none is (the
+    caller then raises ImportError)."""
+    if requested == "scipy":
+        return "scipy", "FASTNN_BLAS=scipy"
+    if requested == "mkl":
+        return "mkl", "FASTNN_BLAS=mkl"
+    if requested != "auto":
+        raise ValueError(f"FASTNN_BLAS must be 'auto', 'mkl' or 'scipy', got {requested!r}")
+    if not mkl_installed:
+        return "scipy", "auto: MKL is not installed"
+    if vendor == "intel":
+        return "mkl", "auto: Intel CPU, MKL is faster there (small row counts most)"
+    if vendor == "amd":
+        return "scipy", ("auto: AMD CPU, MKL runs its generic kernels there at about half "
+                         "of OpenBLAS's speed")
+    return "scipy", "auto: CPU vendor not Intel, MKL's fast kernels are not certain there"
+
+
 def _choose_backend():
-    """Bind fastnn_sgemm/fastnn_dgemm to the BLAS that FASTNN_BLAS selects; returns its name
-    ("mkl" or "scipy") and, for MKL, the library's path."""
-    choice = os.environ.get("FASTNN_BLAS", "").strip().lower() or "auto"
-    if choice not in ("auto", "mkl", "scipy"):
-        raise ValueError(f"FASTNN_BLAS must be 'auto', 'mkl' or 'scipy', got "
-                         f"{os.environ['FASTNN_BLAS']!r}")
-    functions = None
-    name, path = "scipy", None
-    if choice != "scipy":
-        found = _mkl_gemm(required=choice == "mkl")
-        if found is None and choice == "mkl":
+    """Bind fastnn_sgemm/fastnn_dgemm to the BLAS that FASTNN_BLAS and the CPU select; returns
+    its name ("mkl" or "scipy"), for MKL the library's path, the CPU vendor and why."""
+    raw = os.environ.get("FASTNN_BLAS", "")
+    requested = raw.strip().lower() or "auto"
+    if requested not in ("auto", "mkl", "scipy"):
+        raise ValueError(f"FASTNN_BLAS must be 'auto', 'mkl' or 'scipy', got {raw!r}")
+    vendor = cpu_vendor()
+    mkl_installed = requested == "mkl" or _mkl_runtime(required=False) is not None
+    name, reason = choose(requested, vendor, mkl_installed)
+    functions, path = None, None
+    if name == "mkl":
+        found = _mkl_gemm(required=requested == "mkl")
+        if found is None and requested == "mkl":
             raise ImportError("FASTNN_BLAS=mkl but no MKL runtime (libmkl_rt) was found: "
                               "pip install \"fastnn[mkl]\" (Intel MKL from PyPI), or unset "
                               "FASTNN_BLAS")
-        if found is not None:
+        if found is None:  # pragma: no cover - installed but not loadable: scipy's then
+            name, reason = "scipy", reason + "; MKL failed to load"
+        else:
             functions, path = found
-            name = "mkl"
     if functions is None:
         functions = _scipy_gemm()
     for kind, address in functions.items():
         llvm.add_symbol(f"fastnn_{kind}gemm", address)
-    return name, path
+    logging.getLogger("fastnn").debug("GEMMs call %s (%s CPU; %s)",
+                                      "MKL" if name == "mkl" else "scipy's BLAS", vendor, reason)
+    return name, path, vendor, reason
 
 
-# which BLAS the kernels' GEMMs run on: "mkl" or "scipy"; MKL_PATH is MKL's library, if used
-BACKEND, MKL_PATH = _choose_backend()
+# which BLAS the kernels' GEMMs run on: "mkl" or "scipy"; MKL_PATH is MKL's library, if used;
+# CPU_VENDOR and CHOICE_REASON: what the choice was made from
+BACKEND, MKL_PATH, CPU_VENDOR, CHOICE_REASON = _choose_backend()
 
 
 @intrinsic
@@ -184,8 +269,18 @@ def _xxgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, be
     return sig, codegen
 
 
-@njit(cache=True)
 def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
+    """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) + beta C (see _gemm).
+
+    Callable from compiled code and from Python. Compiled callers get one version per
+    argument types, whatever constants they pass (the transpose flags, an offset of 0): an
+    @njit function would compile one version per combination of literal arguments (five for
+    one fit, about 0.2 s of cold compile each)."""
+    return _gemm_python(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                        ldc)
+
+
+def _gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) + beta C.
 
     Each operand is a flat (1-D) array, the element offset of its first entry and its row stride (leading
@@ -202,3 +297,11 @@ def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off
         return
     _xxgemm(trans_b, trans_a, n, m, k, b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc)
 
+
+_gemm_python = njit(cache=True)(_gemm)
+
+
+@overload(gemm, prefer_literal=False)
+def _gemm_overload(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                   ldc):
+    return _gemm

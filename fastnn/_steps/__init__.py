@@ -6,8 +6,9 @@ same few calls:
 
     steps = open_steps(device, model, optimizer, loss, batch, clip_norm, X, y_index, y_float,
                        val, dropout_seed)  # bind the (validated) data, allocate everything once
-    steps.begin_epoch(order)              # the epoch's row order; zero its sums
-    bad, done = steps.run(start, n, hyper)  # up to n steps from row start: (diverged?, steps)
+    steps.begin_epoch(order, code, hyper, state)  # the epoch's row order and optimizer
+                                          # (optimizer._kernel_args()); zero its sums
+    bad, done = steps.run(start, n)       # up to n steps from row start: (diverged?, steps)
     steps.epoch_metrics()                 # (mean loss, accuracy or None) of the epoch's steps
     steps.grad_norms(n_steps)             # per-layer ||dW_l|| averaged over the epoch's steps
     steps.evaluate()                      # (validation loss, accuracy or None)

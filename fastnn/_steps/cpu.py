@@ -24,7 +24,6 @@ class CpuSteps:
                  dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
-        self.state = optimizer.state  # bound by the Trainer for this fit
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
@@ -42,22 +41,23 @@ class CpuSteps:
         self.partial = np.zeros((self.n_threads, model.n_layers + 2))  # shared per step
         self.scratch = np.empty((self.n_threads, scratch_size(model.layer_sizes)), model.dtype)
         self.order = None
+        self.opt = None  # the epoch's OptimizerState
         self._caller_fp_mode = fp_mode()
         self._restore_threads = _threads.limit(model.layer_sizes, batch, self.n_threads)
 
-    def begin_epoch(self, order):
+    def begin_epoch(self, order, code, hyper, state):
         self.order = order
+        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm)
         self.stats[:] = 0
         self.norms[:] = 0
 
-    def run(self, start, n_steps, hyper):
-        model, opt = self.model, self.optimizer
+    def run(self, start, n_steps):
+        model = self.model
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
-            model.layout, self.drop, self.loss_code,
-            OptimizerState(opt.code, hyper, self.state, opt.step_count, self.clip_norm),
-            self.ws.buffers, self.stats, self.norms)
+            model.layout, self.drop, self.loss_code, self.opt, self.ws.buffers, self.stats,
+            self.norms)
         return status == DIVERGED, done
 
     def epoch_metrics(self):

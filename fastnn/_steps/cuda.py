@@ -58,8 +58,9 @@ class CudaSteps:
         self.ws = Workspace(model, batch, cuda.device_array)
         self.params = cuda.to_device(model.params)
         self.grads = cuda.to_device(np.zeros_like(model.params))
-        self.host_state = optimizer.state  # bound by the Trainer for this fit
-        self.state = cuda.to_device(self.host_state)
+        self.cuda = cuda
+        self.host_state = self.state = None  # bound at begin_epoch
+        self.opt = None  # the epoch's OptimizerState
         self.order = cuda.device_array(N, dtype=np.int64)
         self.stats = RowStats(cuda.device_array(N, dtype=np.float64),
                               cuda.device_array(N, dtype=np.float64),
@@ -83,18 +84,21 @@ class CudaSteps:
                                       cuda.device_array(1, dtype=np.int32))
             self.no_out = cuda.device_array((0, k), dtype=dt)
 
-    def begin_epoch(self, order):
+    def begin_epoch(self, order, code, hyper, state):
+        if state is not self.host_state:  # the first epoch, or a new layout or loaded state
+            self.host_state = state
+            self.state = self.cuda.to_device(state)
+        self.opt = OptimizerState(code, hyper, self.state, self.optimizer.step_count,
+                                  self.clip_norm)
         self.order.copy_to_device(order)
         self.norms.copy_to_device(self._zeros_l)
         self.stats.status.copy_to_device(self._zero_status)
 
-    def run(self, start, n_steps, hyper):
-        opt = self.optimizer
+    def run(self, start, n_steps):
         done = self.kernels.train_steps(
             self.data, self.order, start, n_steps, self.batch, self.params, self.grads,
-            self.model.layout, self.drop, self.loss_code,
-            OptimizerState(opt.code, hyper, self.state, opt.step_count, self.clip_norm),
-            self.ws.buffers, self.stats, self.norms, self.team)
+            self.model.layout, self.drop, self.loss_code, self.opt, self.ws.buffers, self.stats,
+            self.norms, self.team)
         bad = self.stats.status.copy_to_host()[0] != 0  # waits for the chunk's kernels
         return bad, done
 

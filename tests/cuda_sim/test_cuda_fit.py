@@ -118,3 +118,27 @@ def test_fit_with_dropout_matches_cpu(act):
                      lambda: fastnn.optim.Adam(lr=0.05),
                      X, y, batch_size=5, epochs=2, shuffle=True, seed=8)
     assert not np.allclose(plain["cuda"][0].params, out["cuda"][0].params)  # it dropped
+
+
+class _SwitchSettings(fastnn.Callback):
+    """Epoch 0's end: amsgrad on (a third state row); epoch 1's start: the weights scaled."""
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 0:
+            self.trainer.optimizer.amsgrad = True
+
+    def on_epoch_begin(self, epoch, logs):
+        if epoch == 1:
+            self.model.params *= 0.5
+
+
+def test_state_layout_change_and_epoch_begin_edits_match_cpu():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((9, 4))
+    y = rng.integers(0, 3, 9)
+    out = fit_both(lambda: fastnn.MLP([4, 5, 3], activation="relu", output="softmax",
+                                      dtype="float64", seed=4),
+                   lambda: fastnn.optim.Adam(lr=0.05),
+                   X, y, batch_size=4, epochs=3, shuffle=False, callbacks=[_SwitchSettings()])
+    check_same(out)
+    assert out["cuda"][1].state.shape[0] == 3
