@@ -10,8 +10,11 @@ import sys
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn._kernels import blas
 from fastnn._kernels.blas import gemm
+
+import bounds
 
 MKL_INSTALLED = blas._pip_mkl_runtime() is not None
 needs_mkl = pytest.mark.skipif(not MKL_INSTALLED, reason="the mkl package is not installed")
@@ -44,8 +47,14 @@ def test_gemm_blocks_of_flat_buffers(dtype, trans_a, trans_b, beta):
          big_a.reshape(-1), 2 * big_a.shape[1] + 1, big_a.shape[1],
          big_b.reshape(-1), 1 * big_b.shape[1] + 3, big_b.shape[1],
          beta, flat_c, 3 * big_c.shape[1] + 2, big_c.shape[1])
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(flat_c.reshape(big_c.shape), expected_c, rtol=tol, atol=tol)
+    # each element is k products and beta C added up: within gamma_{k+1} of the sum of their
+    # magnitudes, in the GEMM's dtype and again in NumPy's float64; outside the block, equal
+    magnitude = np.zeros_like(expected_c)
+    magnitude[3:3 + m, 2:2 + n] = (np.abs(op_a).astype(np.float64) @ np.abs(op_b)
+                                   + abs(beta) * np.abs(big_c[3:3 + m, 2:2 + n]))
+    bound = (bounds.gamma(k + 1, dtype) + bounds.gamma(k + 1, np.float64)) * magnitude
+    err = np.abs(flat_c.reshape(big_c.shape) - expected_c)
+    assert np.all(err <= bound), f"largest error / bound: {np.max(err / (bound + 1e-300)):.3g}"
 
 
 @pytest.mark.parametrize("beta", [0.0, 2.0])
@@ -123,20 +132,29 @@ def test_choice_is_logged_at_debug_level():
     assert "fastnn GEMMs call scipy's BLAS (" in out.stderr and "FASTNN_BLAS=scipy)" in out.stderr
 
 
-# a short float64 fit, printed as JSON: the same in every process for a given BLAS, and equal
-# across BLAS libraries up to rounding
-FIT = """
-import json, sys
+# a short float64 fit (short_fit, run here too for its sensitivity), printed as JSON by FIT:
+# the same in every process for a given BLAS, and equal across BLAS libraries up to rounding
+FIT_SIZES, FIT_ROWS, FIT_BATCH, FIT_EPOCHS = (12, 16, 8, 3), 96, 16, 3
+SHORT_FIT = f"""
 import numpy as np
 import fastnn
+
+
+def short_fit(start=None):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal(({FIT_ROWS}, {FIT_SIZES[0]}))
+    y = rng.integers(0, {FIT_SIZES[-1]}, {FIT_ROWS})
+    model = fastnn.MLP({list(FIT_SIZES)}, output="softmax", dtype="float64", seed=0)
+    if start is not None:
+        model.params[:] = start
+    fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-2), batch_size={FIT_BATCH},
+                   epochs={FIT_EPOCHS}, verbose=0, seed=0).fit(X, y)
+    return model.params
+"""
+FIT = SHORT_FIT + """
+import json
 from fastnn._kernels import blas
-rng = np.random.default_rng(0)
-X = rng.standard_normal((96, 12))
-y = rng.integers(0, 3, 96)
-model = fastnn.MLP([12, 16, 8, 3], output="softmax", dtype="float64", seed=0)
-fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-2), batch_size=16, epochs=3, verbose=0,
-               seed=0).fit(X, y)
-print(json.dumps({"backend": blas.BACKEND, "params": model.params.tolist()}))
+print(json.dumps({"backend": blas.BACKEND, "params": short_fit().tolist()}))
 """
 
 
@@ -180,7 +198,16 @@ def test_mkl_and_scipy_train_the_same_model():
     on_scipy = _fit("scipy")
     assert on_mkl["backend"] == "mkl" and on_scipy["backend"] == "scipy"
     assert _fit("auto")["backend"] == ("mkl" if blas.cpu_vendor() == "intel" else "scipy")
-    np.testing.assert_allclose(on_mkl["params"], on_scipy["params"], rtol=1e-9, atol=1e-11)
+    # both round the same fit: each within training_units eps of it, times the fit's
+    # amplification of a change of its start (measured here, in float64)
+    namespace = {}
+    exec(SHORT_FIT, namespace)  # noqa: S102 - the fit's code above, run in this process
+    short_fit = namespace["short_fit"]
+    start = fastnn.MLP(list(FIT_SIZES), output="softmax", dtype="float64", seed=0).params
+    amplification = bounds.sensitivity(lambda st: {"parameters": short_fit(st)}, start)
+    steps = FIT_EPOCHS * -(-FIT_ROWS // FIT_BATCH)
+    units = 2 * bounds.training_units(FIT_SIZES, FIT_BATCH, steps) * amplification["parameters"]
+    bounds.assert_close(on_mkl["params"], on_scipy["params"], units, np.float64, "parameters")
 
 
 @needs_mkl

@@ -13,6 +13,9 @@ from fastnn import _files
 from fastnn.io import load_model, load_state, save_model, save_state
 from fastnn.model import MLP
 
+import bounds
+import torch_fixtures
+
 ARCHS = [
     ([4, 3], [], "identity"),
     ([4, 5, 3], ["relu"], "softmax"),
@@ -135,8 +138,7 @@ TORCH_ACT = {
 }
 
 
-def torch_sequential(model):
-    torch = pytest.importorskip("torch")
+def torch_sequential(torch, model):
     nn = torch.nn
     layers = []
     sizes = model.layer_sizes
@@ -152,23 +154,89 @@ def torch_sequential(model):
     return net.double() if model.dtype == np.float64 else net
 
 
+def torch_load_and_predict(torch, path, model, X):
+    """The torch.nn.Sequential of `model`'s architecture, loaded (strictly: every key and
+    shape) from the file at `path`: (its state_dict layout as JSON, its predictions on X)."""
+    import safetensors.torch
+
+    net = torch_sequential(torch, model)
+    layout = json.dumps({k: list(v.shape) for k, v in net.state_dict().items()})
+    net.load_state_dict(safetensors.torch.load_file(str(path)))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy()
+    assert expected.dtype == model.dtype
+    return layout, expected
+
+
+def saved_layout(path):
+    """{tensor name: shape} of a model file, as torch_load_and_predict gives the state_dict's."""
+    return {k: list(v.shape) for k, v in safetensors.numpy.load_file(str(path)).items()}
+
+
+def torch_case(sizes, acts, output, dtype):
+    key = f"load/{'x'.join(map(str, sizes))}-{'+'.join(acts)}-{output}-{dtype}"
+    return key, (f"{key}/layout", f"{key}/predictions")
+
+
+def torch_case_inputs(sizes, acts, output, dtype):
+    """The model (parameters normal(0, 0.5)) and the inputs of a torch loading case."""
+    m = make(sizes, acts, output, dtype, seed=5)
+    m.params[...] = np.random.default_rng(0).normal(0, 0.5, m.params.size)
+    X = np.random.default_rng(1).normal(size=(16, sizes[0])).astype(dtype)
+    return m, X
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("sizes,acts,output", ARCHS)
 def test_loads_in_torch_with_same_predictions(tmp_path, sizes, acts, output, dtype):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    m = make(sizes, acts, output, dtype, seed=5)
-    m.params[...] = np.random.default_rng(0).normal(0, 0.5, m.params.size)
+    """The file holds a torch.nn.Sequential's state_dict (its keys and shapes) and torch,
+    loading it, predicts what fastnn predicts. Both round the same forward pass in `dtype`,
+    each within bounds.step_units eps of it (norm-wise), so within twice that of each
+    other."""
+    key, keys = torch_case(sizes, acts, output, dtype)
+    m = make(sizes, acts, output, dtype)
+    m.params[...] = torch_fixtures.get("io", f"{key}/params")
+    X = torch_fixtures.get("io", f"{key}/X")
     path = tmp_path / "m.safetensors"
     save_model(m, path)
-    net = torch_sequential(m)
-    net.load_state_dict(safetensors_torch.load_file(str(path)))  # strict: keys and shapes
-    X = np.random.default_rng(1).normal(size=(16, sizes[0])).astype(dtype)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(X)).numpy()
-    assert expected.dtype == np.dtype(dtype)
-    tol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(m.predict(X), expected, rtol=tol, atol=tol)
+    for label, (layout, expected) in torch_fixtures.references(
+            "io", keys, lambda torch: torch_load_and_predict(torch, path, m, X)):
+        assert saved_layout(path) == json.loads(str(layout)), label
+        assert expected.dtype == np.dtype(dtype)
+        bounds.assert_close(m.predict(X), expected, 2 * bounds.step_units(sizes, 1), dtype,
+                            label)
+
+
+def torch_saved_file(torch, path):
+    """The bytes of a torch.save file."""
+    torch.save({"0.weight": torch.zeros(2, 3)}, path)
+    return np.frombuffer(path.read_bytes(), dtype=np.uint8)
+
+
+def test_torch_save_file_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    for label, data in torch_fixtures.references(
+            "io", "torch_save_file", lambda torch: torch_saved_file(torch, tmp_path / "t.pt")):
+        path.write_bytes(data.tobytes())
+        with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
+            load_model(path)
+
+
+def torch_fixture(torch):
+    """What tests/fixtures/make_torch_fixtures.py saves in torch_io.npz."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for dtype in ("float32", "float64"):
+            for sizes, acts, output in ARCHS:
+                key, keys = torch_case(sizes, acts, output, dtype)
+                m, X = torch_case_inputs(sizes, acts, output, dtype)
+                save_model(m, tmp / "m.safetensors")
+                yield f"{key}/params", m.params
+                yield f"{key}/X", X
+                yield from zip(keys, torch_load_and_predict(torch, tmp / "m.safetensors", m, X))
+        yield "torch_save_file", torch_saved_file(torch, tmp / "m.pt")
 
 
 @pytest.mark.parametrize("classes", [["setosa", "versicolor", "virginica"], [3, 7, 11],
@@ -194,12 +262,18 @@ def test_classes_and_input_standardization_round_trip_exactly(tmp_path, classes)
 
 
 def test_file_with_extras_still_loads_in_torch_strictly(tmp_path):
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    """Classes and standardization go to the metadata: the tensors are still exactly the
+    torch.nn.Sequential's state_dict."""
     m = make((4, 5, 3), ("relu",), "softmax", "float32")
     m.classes_ = ["x", "y", "z"]
     m.set_input_standardization(np.ones(4), np.full(4, 2.0))
-    save_model(m, tmp_path / "m.safetensors")
-    torch_sequential(m).load_state_dict(safetensors_torch.load_file(str(tmp_path / "m.safetensors")))
+    path = tmp_path / "m.safetensors"
+    save_model(m, path)
+    _, (layout_key, _) = torch_case((4, 5, 3), ("relu",), "softmax", "float32")
+    X = np.zeros((1, 4), np.float32)
+    for label, layout in torch_fixtures.references(
+            "io", layout_key, lambda torch: torch_load_and_predict(torch, path, m, X)[0]):
+        assert saved_layout(path) == json.loads(str(layout)), label
 
 
 def test_model_without_extras_writes_format_version_1(tmp_path):
@@ -256,14 +330,6 @@ def test_pickle_is_never_unpickled(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
     with pytest.raises(ValueError):
-        load_model(path)
-
-
-def test_torch_save_file_refused(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "m.pt"
-    torch.save({"0.weight": torch.zeros(2, 3)}, path)
-    with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
         load_model(path)
 
 
@@ -568,10 +634,11 @@ def test_a_file_saved_by_an_earlier_fastnn_still_loads_and_predicts_the_same(nam
     model = load_model(FIXTURES / f"v1_{name}.safetensors")
     ref = np.load(FIXTURES / "v1_predictions.npz")
     expected = ref[name]
-    # a few roundings per layer of a 4-wide net with O(1) values; another BLAS may round
-    # differently, so allow some epsilons of the output's dtype rather than the same bits
-    np.testing.assert_allclose(model.predict(ref["X"]), expected, rtol=0,
-                               atol=32 * np.finfo(expected.dtype).eps)
+    # another BLAS may round differently: the saved and the current predictions are each
+    # within one forward pass's rounding of the exact ones (tests/bounds.py), so within twice
+    # that of each other rather than the same bits
+    bounds.assert_close(model.predict(ref["X"]), expected,
+                        2 * bounds.step_units(model.layer_sizes, 1), expected.dtype, name)
     if classes:
         assert np.array_equal(model.predict_classes(ref["X"]), ref[f"{name}_classes"])
         assert np.array_equal(model.predict_labels(ref["X"]), ref[f"{name}_classes"])

@@ -4,6 +4,7 @@ import pytest
 
 import fastnn
 
+import bounds
 import naive
 
 ARCHITECTURES = [(4, 5, 3), (3, 4, 5, 2), (4, 3)]
@@ -130,7 +131,9 @@ def test_predict_float32(act, output):
     params32 = naive.unflatten(model.params.astype(np.float64), sizes)
     X32 = X.astype(np.float32)
     expected = naive.predict(params32, X32.astype(np.float64), act, output)
-    np.testing.assert_allclose(model.predict(X32), expected, rtol=1e-5, atol=1e-6)
+    # the float64 forward of the same float32 inputs, rounded: one step's forward errors
+    bounds.assert_close(model.predict(X32), expected, bounds.step_units(sizes, 7), np.float32,
+                        "predictions")
 
 
 def test_predict_single_sample_and_large_logits():
@@ -204,8 +207,11 @@ def test_loss_and_grad_match_naive_float32(sizes, act, output, loss):
                                                    act, output, loss)
     assert isinstance(value, float)
     assert grad.dtype == np.float32 and grad.shape == model.params.shape
-    assert value == pytest.approx(ref_value, rel=1e-4, abs=1e-6)
-    assert_grad_close(grad, ref_grad, sizes, rtol=1e-4)
+    # the float64 computation on the same float32 inputs, rounded: one step's errors
+    # (tests/bounds.py), relative to the loss and norm-wise to the whole gradient
+    units = bounds.step_units(sizes, X.shape[0])
+    bounds.assert_close([value], [ref_value], units, np.float32, "loss")
+    bounds.assert_close(grad, ref_grad, units, np.float32, "gradient")
 
 
 def test_float32_model_accepts_float64_inputs():
@@ -214,8 +220,9 @@ def test_float32_model_accepts_float64_inputs():
     model = build(sizes, "gelu", "softmax", "float32", params_list=params_list)
     v64, g64 = model.loss_and_grad(X, y, loss="cross_entropy")
     v32, g32 = model.loss_and_grad(X.astype(np.float32), y, loss="cross_entropy")
-    assert v64 == pytest.approx(v32, rel=1e-5)
-    np.testing.assert_allclose(g64, g32, rtol=1e-4, atol=1e-6)
+    # X is rounded to float32 once, then the same computation runs: the same result
+    assert v64 == v32
+    np.testing.assert_array_equal(g64, g32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,8 +459,22 @@ def test_fit_float32_close_to_naive(act, output, loss):
                                                0.3, 3, [np.arange(10)] * 3, activation=act,
                                                output=output)
     assert model.params.dtype == np.float32
-    np.testing.assert_allclose(model.params, naive.flatten(ref_params), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(hist.history["loss"], ref_hist["loss"], rtol=1e-4)
+    # the naive float64 fit of the same float32 start and data, rounded: 12 steps' errors,
+    # times what the fit makes of a change of its start (measured on the naive fit)
+    start = naive.flatten(params32)
+
+    def naive_fit(flat):
+        params, history = naive.naive_sgd_fit(
+            naive.unflatten(flat, sizes), X32.astype(np.float64), y_ref, loss, 0.3, 3,
+            [np.arange(10)] * 3, activation=act, output=output)
+        return {"parameters": naive.flatten(params), "loss": np.array(history["loss"])}
+
+    amplification = bounds.sensitivity(naive_fit, start)
+    units = bounds.training_units(sizes, 3, 12)
+    bounds.assert_close(model.params, naive.flatten(ref_params),
+                        units * amplification["parameters"], np.float32, "parameters")
+    bounds.assert_close(hist.history["loss"], ref_hist["loss"], units * amplification["loss"],
+                        np.float32, "losses")
 
 
 def test_zero_learning_rate_epoch_loss_is_full_data_loss():

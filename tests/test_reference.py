@@ -1,8 +1,11 @@
-"""Tests of the naive reference itself (tests/naive.py): no fastnn needed."""
+"""Tests of the naive reference itself (tests/naive.py): no fastnn needed. Against torch's
+autograd: torch's results saved in tests/fixtures/torch_reference.npz, and run now as well
+when torch is installed."""
 import numpy as np
 import pytest
 
 import naive
+import torch_fixtures
 
 ARCHITECTURES = [(4, 5, 3), (3, 4, 5, 2), (4, 3)]
 MIXED_ACTIVATIONS = ["tanh", "gelu"]  # one name per hidden layer of (3, 4, 5, 2)
@@ -52,25 +55,29 @@ def test_kink_conventions_match_torch():
     assert naive.activation_derivative("leaky_relu", np.array([0.0]))[0] == 0.01
 
 
+def torch_activations(torch):
+    F = torch.nn.functional
+    return {"identity": lambda t: t, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+            "relu": torch.relu, "leaky_relu": F.leaky_relu, "elu": F.elu, "gelu": F.gelu}
+
+
+def torch_activation(torch, name, z):
+    """[values, derivatives] of torch's activation `name` at z (float64 autograd)."""
+    t = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    out = torch_activations(torch)[name](t)
+    out.sum().backward()
+    return np.array([out.detach().numpy(), t.grad.numpy()])
+
+
 @pytest.mark.parametrize("name", naive.HIDDEN_ACTIVATIONS)
 def test_activation_matches_torch(name):
-    torch = pytest.importorskip("torch")
-    fns = {
-        "identity": lambda t: t,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "relu": torch.relu,
-        "leaky_relu": torch.nn.functional.leaky_relu,
-        "elu": torch.nn.functional.elu,
-        "gelu": torch.nn.functional.gelu,
-    }
-    t = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
-    out = fns[name](t)
-    out.sum().backward()
-    np.testing.assert_allclose(naive.activation(name, Z), out.detach().numpy(), rtol=1e-14,
-                               atol=1e-15)
-    np.testing.assert_allclose(naive.activation_derivative(name, Z), t.grad.numpy(),
-                               rtol=1e-13, atol=1e-15)
+    z = torch_fixtures.get("reference", "activation/z")
+    for label, (values, derivatives) in torch_fixtures.references(
+            "reference", f"activation/{name}", lambda torch: torch_activation(torch, name, z)):
+        np.testing.assert_allclose(naive.activation(name, z), values, rtol=1e-14, atol=1e-15,
+                                   err_msg=label)
+        np.testing.assert_allclose(naive.activation_derivative(name, z), derivatives,
+                                   rtol=1e-13, atol=1e-15, err_msg=label)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,18 +145,12 @@ def test_backward_matches_finite_differences(sizes, act, output, loss):
     assert naive.per_tensor_rel_error(g, fd, sizes) < 1e-6
 
 
-@pytest.mark.parametrize("output,loss", naive.VALID_OUTPUT_LOSS)
-@pytest.mark.parametrize("sizes,act", arch_activation_cases())
-def test_loss_and_grad_match_torch_autograd(sizes, act, output, loss):
-    torch = pytest.importorskip("torch")
+def torch_loss_and_grad(torch, params_list, X, y, act, output, loss):
+    """[loss, *flat gradient] of the network in torch's autograd (float64)."""
     F = torch.nn.functional
-    params_list, X, y = naive.make_problem(sizes, act, output, loss)
-    value, g = naive.loss_and_flat_grad(params_list, X, y, act, output, loss)
-
     tparams = [torch.tensor(p, requires_grad=True) for p in params_list]
-    names = naive.hidden_activation_names(act, len(sizes) - 2)
-    fns = {"identity": lambda t: t, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-           "relu": torch.relu, "leaky_relu": F.leaky_relu, "elu": F.elu, "gelu": F.gelu}
+    names = naive.hidden_activation_names(act, len(params_list) // 2 - 1)
+    fns = torch_activations(torch)
     h = torch.tensor(X)
     for layer, name in enumerate(names):
         h = fns[name](h @ tparams[2 * layer] + tparams[2 * layer + 1])
@@ -166,9 +167,30 @@ def test_loss_and_grad_match_torch_autograd(sizes, act, output, loss):
         out = {"identity": z, "sigmoid": torch.sigmoid(z), "softmax": torch.softmax(z, 1)}[output]
         tl = F.mse_loss(out, torch.tensor(y))
     tl.backward()
-    tg = naive.flatten([p.grad.numpy() for p in tparams])
-    np.testing.assert_allclose(value, tl.item(), rtol=1e-13)
-    np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-13 * np.max(np.abs(tg)))
+    return np.concatenate([[tl.item()], naive.flatten([p.grad.numpy() for p in tparams])])
+
+
+def grad_case_key(sizes, act, output, loss):
+    act = act if isinstance(act, str) else "+".join(act)
+    return f"grad/{'x'.join(map(str, sizes))}-{act}-{output}-{loss}"
+
+
+@pytest.mark.parametrize("output,loss", naive.VALID_OUTPUT_LOSS)
+@pytest.mark.parametrize("sizes,act", arch_activation_cases())
+def test_loss_and_grad_match_torch_autograd(sizes, act, output, loss):
+    """The problem is naive.make_problem(sizes, act, output, loss) as drawn when the fixture
+    was made, read from the fixture."""
+    key = grad_case_key(sizes, act, output, loss)
+    flat, X, y = (torch_fixtures.get("reference", f"{key}/{k}") for k in ("params", "X", "y"))
+    params_list = naive.unflatten(flat, sizes)
+    value, g = naive.loss_and_flat_grad(params_list, X, y, act, output, loss)
+    for label, expected in torch_fixtures.references(
+            "reference", f"{key}/torch",
+            lambda torch: torch_loss_and_grad(torch, params_list, X, y, act, output, loss)):
+        tg = expected[1:]
+        np.testing.assert_allclose(value, expected[0], rtol=1e-13, err_msg=label)
+        np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-13 * np.max(np.abs(tg)),
+                                   err_msg=label)
 
 
 def test_cross_entropy_labels_equal_onehot():
@@ -247,3 +269,26 @@ def test_naive_sgd_minibatches_and_weighted_loss():
     # the input list is not modified
     np.testing.assert_array_equal(naive.flatten(params_list), naive.flatten(
         naive.make_problem(sizes, "relu", "softmax", "cross_entropy", n=10)[0]))
+
+
+def torch_fixture(torch):
+    """What tests/fixtures/make_torch_fixtures.py saves in torch_reference.npz."""
+    yield "activation/z", Z
+    for name in naive.HIDDEN_ACTIVATIONS:
+        yield f"activation/{name}", torch_activation(torch, name, Z)
+    for output, loss in naive.VALID_OUTPUT_LOSS:
+        for sizes, act in arch_activation_cases():
+            key = grad_case_key(sizes, act, output, loss)
+            params_list, X, y = naive.make_problem(sizes, act, output, loss)
+            yield f"{key}/params", naive.flatten(params_list)
+            yield f"{key}/X", X
+            yield f"{key}/y", y
+            yield f"{key}/torch", torch_loss_and_grad(torch, params_list, X, y, act, output, loss)
+
+
+@pytest.mark.parametrize("module", torch_fixtures.MODULES)
+def test_torch_fixture_records_how_it_was_made(module):
+    meta = torch_fixtures.meta(module)
+    assert meta["from"] == f"tests/test_{module}.py: torch_fixture(torch)"
+    assert meta["torch"] and meta["torch_threads"] == 1
+    assert sum(torch_fixtures.path(m).stat().st_size for m in torch_fixtures.MODULES) < 2**20

@@ -1,5 +1,6 @@
 """fastnn.schedules: lr sequences against the closed forms, against
-torch.optim.lr_scheduler when torch is installed, and inside Trainer.fit (history["lr"])."""
+torch.optim.lr_scheduler (its sequences saved in tests/fixtures/torch_schedules.npz, and run now
+as well when torch is installed), and inside Trainer.fit (history["lr"])."""
 import math
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 
 import fastnn
 from fastnn import optim, schedules
+
+import torch_fixtures
 
 LR0 = 0.1
 
@@ -23,9 +26,8 @@ def lr_sequence(schedule, epochs, metrics=None):
     return out
 
 
-def torch_lr_sequence(name, kw, epochs, metrics=None):
-    torch = pytest.importorskip("torch")
-    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR0)
+def torch_lr_sequence(torch, name, kw, epochs, metrics=None, lr=LR0):
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     sched = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
     out = []
     for e in range(epochs):
@@ -77,26 +79,41 @@ def test_epoch_schedules_follow_closed_form(case):
 @pytest.mark.parametrize("case", EPOCH_SCHEDULES, ids=sched_id)
 def test_epoch_schedules_match_torch(case):
     name, kw = case
-    expected = torch_lr_sequence(name, kw, 25)
     seq = lr_sequence(getattr(schedules, name)(optim.Adam(lr=LR0), **kw), 25)
-    np.testing.assert_allclose(seq, expected, rtol=1e-14, atol=1e-17)
+    for label, expected in torch_fixtures.references(
+            "schedules", f"epoch/{sched_id(case)}",
+            lambda torch: torch_lr_sequence(torch, name, kw, 25)):
+        np.testing.assert_allclose(seq, expected, rtol=1e-14, atol=1e-17, err_msg=label)
+
+
+CHAIN_EPOCHS, CHAIN_CUT = 10, 3  # the lr is halved from outside before epoch 3's step
+
+
+def torch_chained_lrs(torch):
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR0)
+    tsched = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=6, eta_min=0.001)
+    lrs = []
+    for e in range(CHAIN_EPOCHS):
+        if e == CHAIN_CUT:
+            topt.param_groups[0]["lr"] *= 0.5
+        topt.step()
+        tsched.step()
+        lrs.append(topt.param_groups[0]["lr"])
+    return lrs
 
 
 def test_schedules_chain_with_outside_lr_changes_like_torch():
     """torch's rules are recursive in the current lr; so are ours."""
-    torch = pytest.importorskip("torch")
-    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR0)
-    tsched = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=6, eta_min=0.001)
     opt = optim.SGD(lr=LR0)
     sched = schedules.CosineAnnealingLR(opt, T_max=6, eta_min=0.001)
-    for e in range(10):
-        if e == 3:
-            topt.param_groups[0]["lr"] *= 0.5
+    lrs = []
+    for e in range(CHAIN_EPOCHS):
+        if e == CHAIN_CUT:
             opt.lr *= 0.5
-        topt.step()
-        tsched.step()
         sched.step()
-        assert opt.lr == pytest.approx(topt.param_groups[0]["lr"], rel=1e-14)
+        lrs.append(opt.lr)
+    for label, expected in torch_fixtures.references("schedules", "chain", torch_chained_lrs):
+        np.testing.assert_allclose(lrs, expected, rtol=1e-14, atol=0, err_msg=label)
 
 
 # metrics with improvements, small (below-threshold) improvements, a plateau and a NaN
@@ -113,12 +130,20 @@ PLATEAU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kw", PLATEAU_CASES, ids=[str(i) for i in range(len(PLATEAU_CASES))])
+def plateau_id(kw):
+    return ",".join(f"{k}={v}" for k, v in kw.items())
+
+
+@pytest.mark.parametrize("kw", PLATEAU_CASES, ids=plateau_id)
 def test_reduce_on_plateau_matches_torch(kw):
-    expected = torch_lr_sequence("ReduceLROnPlateau", kw, len(PLATEAU_METRICS),
-                                 PLATEAU_METRICS)
     sched = schedules.ReduceLROnPlateau(optim.SGD(lr=LR0), **kw)
-    assert lr_sequence(sched, len(PLATEAU_METRICS), PLATEAU_METRICS) == expected
+    seq = lr_sequence(sched, len(PLATEAU_METRICS), PLATEAU_METRICS)
+    for label, expected in torch_fixtures.references(
+            "schedules", f"plateau/{plateau_id(kw)}",
+            lambda torch: torch_lr_sequence(torch, "ReduceLROnPlateau", kw,
+                                            len(PLATEAU_METRICS), PLATEAU_METRICS)):
+        # products of the factor, the same operations in the same order: equal
+        assert seq == list(expected), label
 
 
 def test_reduce_on_plateau_by_hand():
@@ -167,21 +192,34 @@ def test_trainer_uses_scheduled_lr_in_each_epoch():
 
 
 def test_trainer_reduce_on_plateau_monitors_val_loss():
-    torch = pytest.importorskip("torch")
+    """Each epoch's val_loss goes to the schedule, and the lr it sets is the next epoch's: the
+    recorded lrs are those of a ReduceLROnPlateau (ours, checked against torch's above, and
+    torch's own when installed) stepped on the recorded val_loss values."""
     model, X, y = fit_problem()
     opt = optim.SGD(lr=0.5)
-    sched = schedules.ReduceLROnPlateau(opt, patience=0, factor=0.5, threshold=0.05)
+    kw = dict(patience=0, factor=0.5, threshold=0.05)
+    sched = schedules.ReduceLROnPlateau(opt, **kw)
     hist = fastnn.Trainer(model, opt, batch_size=4, epochs=8, callbacks=[sched], seed=0,
                           verbose=0).fit(X[:8], y[:8], validation_data=(X[8:], y[8:]))
-    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
-    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=0, factor=0.5,
-                                                        threshold=0.05)
-    expected = []
-    for value in hist.history["val_loss"]:
-        expected.append(topt.param_groups[0]["lr"])
-        tsched.step(value)
+    val_loss = hist.history["val_loss"]
+    expected = lr_sequence(schedules.ReduceLROnPlateau(optim.SGD(lr=0.5), **kw), 8, val_loss)
     assert hist.history["lr"] == expected
     assert min(expected) < 0.5  # the schedule did act
+    torch = torch_fixtures.installed_torch()
+    if torch is not None:
+        assert hist.history["lr"] == torch_lr_sequence(torch, "ReduceLROnPlateau", kw, 8,
+                                                       val_loss, lr=0.5)
+
+
+def torch_fixture(torch):
+    """What tests/fixtures/make_torch_fixtures.py saves in torch_schedules.npz."""
+    for case in EPOCH_SCHEDULES:
+        name, kw = case
+        yield f"epoch/{sched_id(case)}", torch_lr_sequence(torch, name, kw, 25)
+    yield "chain", torch_chained_lrs(torch)
+    for kw in PLATEAU_CASES:
+        yield f"plateau/{plateau_id(kw)}", torch_lr_sequence(
+            torch, "ReduceLROnPlateau", kw, len(PLATEAU_METRICS), PLATEAU_METRICS)
 
 
 def test_reduce_on_plateau_without_monitored_key_raises():
