@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from test_threads import assert_same_training, make_data
+from test_threads import assert_close_training, make_data, training_units
 
 import fastnn
 from fastnn._kernels.dropout import dropout_forward_row, keep_threshold, row_key, unit_hash
@@ -204,7 +204,9 @@ def test_one_and_two_threads_train_the_same(monkeypatch, sizes, batch):
     inner dimension, the fused backward's blocks)."""
     ref = _fit(sizes, 0.5, 0.2, threads=1, monkeypatch=monkeypatch, batch=batch)
     run = _fit(sizes, 0.5, 0.2, threads=2, monkeypatch=monkeypatch, batch=batch)
-    assert_same_training(run, ref, np.float64)
+    # the same sums in other orders (test_threads): each fit within `units` eps of the exact
+    units = training_units(sizes, batch, 96, 2 * math.ceil(96 / batch), ref[1])
+    assert_close_training(run, ref, 2 * units, np.float64, {"accuracy": 96, "val_accuracy": 20})
 
 
 def test_a_resumed_fit_draws_the_same_masks():
