@@ -42,9 +42,9 @@ class Step:
         opt = Adam(lr=1e-3)
         self.opt = OptimizerState(ADAM, opt.hyper(), opt.bind(self.model.n_params,
                                                               self.model.dtype),
-                                  opt.step_count, 0.0)
+                                  opt.step_count, 0.0, 0.0)
         # one update on the real buffers: compiles, and touches the freshly allocated state
-        optimizer_update(self.opt, params, self.grads, 1, 1.0, 0, params.size)
+        optimizer_update(self.opt, params, self.grads, 1, 1.0, 0, params.size, 0.0)
         self.threads = compute_threads(sizes, batch_size)
         self.threads.__enter__()
 
@@ -61,4 +61,4 @@ class Step:
     def time_optimizer_update(self, batch_size, network):
         """Adam over all parameters (independent of the batch size)."""
         params = self.args[1]
-        optimizer_update(self.opt, params, self.grads, 10, 1.0, 0, params.size)
+        optimizer_update(self.opt, params, self.grads, 10, 1.0, 0, params.size, 0.0)

@@ -11,6 +11,7 @@ from .data import train_val_test_split
 from .diagnostics import GradientReport, diagnose
 from .io import load_model as load
 from .model import MLP
+from .selection import SearchResult, search
 from .trainer import History, Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
@@ -22,12 +23,14 @@ __all__ = [
     "GradientReport",
     "History",
     "ModelCheckpoint",
+    "SearchResult",
     "Trainer",
     "TrainingDiverged",
     "diagnose",
     "load",
     "optim",
     "schedules",
+    "search",
     "train_val_test_split",
     "warmup",
 ]

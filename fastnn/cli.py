@@ -4,7 +4,9 @@
 offline), split into train/validation/test, and prints the test metric; the saved model carries
 its input standardization and class names. `fastnn predict` applies a saved model to raw
 rows, `fastnn evaluate` reports its metric on a labelled file. `fastnn warmup` compiles and
-caches the kernels ahead of time (fastnn/_warmup.py).
+caches the kernels ahead of time (fastnn/_warmup.py). `fastnn search` selects
+hyperparameters on the validation part and scores the chosen model on the test part once
+(fastnn/cli_search.py).
 
 Each subcommand is one `_Command`: a function that adds its arguments and one that runs it;
 `COMMANDS` lists them (add a new one there).
@@ -20,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _warmup
+from .cli_search import SEARCH_DESCRIPTION, add_search_arguments, search_command
 
 
 def _int_list(text):
@@ -355,6 +358,8 @@ COMMANDS = (
              "rows of --data, as fastnn train prints its test metric, and its loss.",
              _add_evaluate_arguments, evaluate),
     _Command("warmup", _warmup.HELP, _warmup.DESCRIPTION, _warmup.add_arguments, _warmup.main),
+    _Command("search", "search hyperparameters on validation data, test once",
+             SEARCH_DESCRIPTION, add_search_arguments, search_command),
 )
 
 

@@ -284,8 +284,9 @@ class Optimizer:
         grad_scale = check_number(grad_scale, "grad_scale", low=0.0)
         code, hyper, state = self._kernel_args(params)
         self._step_count[0] += 1
-        _k.optimizer_update(OptimizerState(code, hyper, state, self._step_count, 0.0), params,
-                            grads, int(self._step_count[0]), grad_scale, 0, params.size)
+        _k.optimizer_update(OptimizerState(code, hyper, state, self._step_count, 0.0, 0.0),
+                            params, grads, int(self._step_count[0]), grad_scale, 0,
+                            params.size, 0.0)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

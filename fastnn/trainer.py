@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 
 from ._steps import open_steps
 from ._validation import (
-    all_finite,
     check_flag,
     check_number,
     check_positive_int,
@@ -85,8 +84,12 @@ class Trainer:
     batch_size : int, or None for full-batch gradient descent (one step per epoch). The last
         partial batch of an epoch is used, not dropped. A batch_size larger than the training
         set is clamped to its size (one full-batch step per epoch), as Keras and torch do.
-    epochs : int, passes over the training data.
-    shuffle : reshuffle the training rows every epoch (seeded by `seed`).
+    epochs : int, passes over the training data; with fit(initial_epoch=k) the index of the
+        last epoch plus one, as in Keras (epochs k .. epochs-1 run).
+    shuffle : reshuffle the training rows every epoch. Epoch e walks
+        shuffle_order(seed, e, n): the order depends on (seed, epoch) only, so a fit resumed
+        at any epoch (fit(initial_epoch=)) replays the uninterrupted one. With seed=None a
+        seed is drawn once per Trainer (`trainer.shuffle_seed`).
     seed : int or None, seeds the shuffles and keys the model's dropout masks: the mask of
         optimizer step t is a hash of (seed, t, layer, row, unit), so the same seed gives the
         same fit, and a fit resumed with the same seed and optimizer (its step count) draws
@@ -99,6 +102,10 @@ class Trainer:
         fastnn.Callback. A callback stops training by setting trainer.stop_training = True.
     clip_grad_norm : float or None, rescale the gradient to this global L2 norm when larger
         (torch.nn.utils.clip_grad_norm_), fused into the update.
+    alpha : float >= 0, scikit-learn's L2 penalty on the weight matrices (not the biases): a
+        batch of B rows adds alpha / 2 * sum(W^2) / B to its loss (in History's `loss`, not in
+        `val_loss`) and alpha * W / B to the weights' gradient, fused into the update after
+        clipping (like weight_decay; `grad_norm` is the data gradient's).
     verbose : 0 silent; 1 or 2 a progress bar (2, Keras' one line per epoch, is accepted and
         shows the same bar).
     device : "cpu" (default) or "cuda": the same steps as CUDA kernels, with data, parameters
@@ -107,7 +114,7 @@ class Trainer:
 
     def __init__(self, model, optimizer=None, loss=None, batch_size=32, epochs=10, shuffle=True,
                  seed=None, callbacks=None, clip_grad_norm=None, verbose=1,
-                 device="cpu"):
+                 device="cpu", alpha=0.0):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastnn.MLP, got {type(model).__name__}")
         if optimizer is None:
@@ -133,6 +140,7 @@ class Trainer:
         self.clip_grad_norm = (0.0 if clip_grad_norm is None else
                                check_number(clip_grad_norm, "clip_grad_norm", low=0.0,
                                             low_open=True))
+        self.alpha = check_number(alpha, "alpha", low=0.0)
         if not (isinstance(verbose, (numbers.Integral, np.bool_)) and verbose in (0, 1, 2)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
@@ -144,7 +152,7 @@ class Trainer:
         self.device = device
         self.stop_training = False
         self.history = None
-        self._rng = np.random.default_rng(seed)
+        self.shuffle_seed = _shuffle_seed(self.seed)
         self._dropout_seed = _dropout_key(self.seed)
         self._chunk_steps = 8  # adapted so that a chunk takes about CHUNK_SECONDS
 
@@ -154,8 +162,13 @@ class Trainer:
             if fn is not None:
                 fn(*args)
 
-    def fit(self, X, y, validation_data=None, validation_split=0.0):
+    def fit(self, X, y, validation_data=None, validation_split=0.0, initial_epoch=0):
         """Train; returns a History. For reconstruction (autoencoders) pass fit(X, X).
+
+        initial_epoch : the epoch to start from (Keras's argument): epochs initial_epoch ..
+            self.epochs - 1 run, numbered so in History and callbacks, with those epochs'
+            shuffles. A model and optimizer (state and step count) carried over from a fit
+            that ended after epoch initial_epoch - 1 continue it bit for bit.
 
         validation_data : (X_val, y_val) evaluated after every epoch.
         validation_split : fraction in [0, 1) of the LAST samples (before shuffling, as in
@@ -198,6 +211,11 @@ class Trainer:
         y_index, y_float = check_targets(y, X.shape[0], model.n_outputs, self.loss, dtype, "y")
         validation_split = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                         high_open=True)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or not 0 <= initial_epoch < self.epochs:
+            raise ValueError(f"initial_epoch must be an integer in [0, epochs={self.epochs}), "
+                             f"got {initial_epoch!r}")
+        self.alpha = check_number(self.alpha, "alpha", low=0.0)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -213,9 +231,9 @@ class Trainer:
             X = X[:cut]
             y_index = y_index[:cut] if y_index.size else y_index
             y_float = y_float[:cut] if y_float.size else y_float
-        return self._run(X, y_index, y_float, val)
+        return self._run(X, y_index, y_float, val, int(initial_epoch))
 
-    def _run(self, X, y_index, y_float, val):
+    def _run(self, X, y_index, y_float, val, initial_epoch):
         """The epoch loop, once for both devices: the step backend (fastnn/_steps) runs the
         compiled steps, everything between chunks happens here."""
         model, opt = self.model, self.optimizer
@@ -228,9 +246,8 @@ class Trainer:
         train_var = _mean_target_variance(y_float) if not classifier else None
         val_var = (_mean_target_variance(val[2]) if not classifier and val is not None
                    else None)
-        # the end of the last completed epoch, restored if training diverges or fails
-        good_params = model.params.copy()
-        good_state = state.copy()
+        # the end of the last completed epoch, restored if training diverges or fails: the
+        # backend keeps the weights and state where they live (steps.save), the step count here
         good_step = int(opt.step_count[0])
         committed = True  # whether the model holds the last epoch recorded in History
 
@@ -241,8 +258,7 @@ class Trainer:
         def roll_back():
             # weights, optimizer state and step count together, so that a following fit
             # continues from a consistent point
-            np.copyto(model.params, good_params)
-            np.copyto(state, good_state)
+            steps.restore()
             opt.step_count[0] = good_step
 
         def diverged(epoch, what):
@@ -250,34 +266,31 @@ class Trainer:
             where = f"the end of epoch {epoch - 1}" if epoch else "the start of this fit"
             return TrainingDiverged(
                 f"training diverged in epoch {epoch} ({what}); the model holds its last finite "
-                f"weights, from {where}, and History its {epoch} finite epoch(s). Try a lower "
-                f"learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
+                f"weights, from {where}, and History its {epoch - initial_epoch} finite "
+                f"epoch(s). Try a lower learning rate (lr={opt.lr:g} now) or clip_grad_norm=1.0.")
 
         # the settings are read once, here (clip_grad_norm validated by fit)
-        steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm, X,
-                           y_index, y_float, val, self._dropout_seed)
+        steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm,
+                           self.alpha, X, y_index, y_float, val, self._dropout_seed)
         restore_sigint = bar = None
         try:
-            bar = progress_bar(self.epochs * N, self.verbose)
+            bar = progress_bar((self.epochs - initial_epoch) * N, self.verbose)
             restore_sigint = _catch_sigint(interrupted)
             self._callbacks("set_trainer", self)
             self._callbacks("on_train_begin", {})
-            for epoch in range(self.epochs):
+            for epoch in range(initial_epoch, self.epochs):
                 self._callbacks("on_epoch_begin", epoch, {})
                 # read once per epoch: schedules change lr, callbacks any setting; a new state
                 # layout (momentum switched on, amsgrad, ...) takes effect here
                 opt_code, hyper, state = opt._kernel_args(model.params)
-                np.copyto(good_params, model.params)
-                if good_state.shape != state.shape:
-                    good_state = np.empty_like(state)
-                np.copyto(good_state, state)
-                good_step = int(opt.step_count[0])
-                committed = False
-                order = (self._rng.permutation(N) if self.shuffle
-                         else np.arange(N)).astype(np.int64)
+                order = (shuffle_order(self.shuffle_seed, epoch, N) if self.shuffle
+                         else np.arange(N, dtype=np.int64))
                 steps.begin_epoch(order, opt_code, hyper, state)
                 if self.callbacks:  # callbacks may have replaced the weights or the state
                     steps.copy_in()
+                steps.save()  # the roll-back point: the end of the last completed epoch
+                good_step = int(opt.step_count[0])
+                committed = False
                 n_steps = 0
                 t0 = time.perf_counter()
                 pos = 0
@@ -297,9 +310,8 @@ class Trainer:
                         rate = done / max(elapsed, 1e-6)
                         self._chunk_steps = int(min(max(rate * CHUNK_SECONDS, 1), 1 << 20))
                 seconds = time.perf_counter() - t0
-                steps.copy_back()
                 # a finite gradient times a huge lr can still overflow the weights or the state
-                if not (all_finite(model.params) and all_finite(state)):
+                if not steps.finite():
                     raise diverged(epoch, "an update made the weights or optimizer state "
                                           "non-finite")
                 loss, accuracy = steps.epoch_metrics()
@@ -324,15 +336,20 @@ class Trainer:
                 history.record(epoch, logs)
                 committed = True
                 self._show_epoch(bar, epoch, logs)
+                if self.callbacks:  # they see (and may change) the weights on the host
+                    steps.copy_back()
                 self._callbacks("on_epoch_end", epoch, logs)  # changes reach the steps above
                 if interrupted:  # Ctrl-C during validation or callbacks: History is complete
                     raise KeyboardInterrupt
                 if self.stop_training:
                     break
+            steps.copy_back()  # the host sees the trained weights (the GPU's, at last)
             self._callbacks("on_train_end", {})
         except BaseException:
             if not committed:  # mid-epoch: back to the end of the last completed epoch
                 roll_back()
+            else:  # the last completed epoch, from the device when it is ahead of the host
+                steps.copy_back()
             # callbacks such as EarlyStopping restore their best weights on the way out
             self._callbacks("on_train_abort")
             raise
@@ -364,6 +381,26 @@ class _SilentBar:
 
     def close(self):
         pass
+
+
+def shuffle_order(seed, epoch, n):
+    """Epoch `epoch`'s row order (int64 permutation of n) for shuffle seed `seed`: a function
+    of (seed, epoch) only, np.random.default_rng([seed, epoch]).permutation(n)."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def _shuffle_seed(seed):
+    """The non-negative integer that keys the shuffles, from a Trainer's seed (None: fresh
+    entropy; a SeedSequence, BitGenerator or Generator: one draw from it)."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(seed, np.random.SeedSequence):
+        return int(seed.generate_state(2, np.uint64).view(np.uint64)[0])
+    if isinstance(seed, np.random.BitGenerator):
+        seed = np.random.Generator(seed)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63, dtype=np.int64))
+    return int(seed)
 
 
 def progress_bar(total, verbose):

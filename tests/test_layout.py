@@ -73,10 +73,10 @@ def test_cuda_kernels_mirror_the_cpu_kernels():
 def test_mirror_check_fails_on_a_changed_signature(edit):
     """The check above is not vacuous: change one CUDA launcher and it reports exactly that."""
     cuda = _sources(CUDA)
-    old = "def optimizer_update(opt, p, g, step, grad_scale, lo, hi):"
+    old = "def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):"
     assert old in cuda["optim"]
-    new = {"swap": "def optimizer_update(p, opt, g, step, grad_scale, lo, hi):",
-           "rename": "def optimizer_step(opt, p, g, step, grad_scale, lo, hi):",
+    new = {"swap": "def optimizer_update(p, opt, g, step, grad_scale, lo, hi, l2):",
+           "rename": "def optimizer_step(opt, p, g, step, grad_scale, lo, hi, l2):",
            "drop": "def optimizer_update(opt, p, g, step, grad_scale):"}[edit]
     cuda["optim"] = cuda["optim"].replace(old, new)
     problems = mirror_mismatches(_sources(KERNELS), cuda, DEVICE_ONLY)

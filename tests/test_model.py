@@ -430,15 +430,14 @@ def test_shuffled_training_is_reproducible_and_a_permutation_replay():
 
 @pytest.mark.parametrize("act,output,loss", TRAIN_CASES)
 def test_shuffled_training_replays_with_numpy_permutations(act, output, loss):
-    """Pins the shuffling scheme: each epoch walks np.random.default_rng(seed).permutation(n)
-    (one draw per epoch from one generator). If fastnn changes its scheme on purpose, update
-    the orders here; the shuffle=False tests above stay the scheme-free check."""
+    """Pins the shuffling scheme: epoch e walks np.random.default_rng([seed, e]).permutation(n)
+    (keyed by (seed, epoch), so that resumed fits replay). If fastnn changes its scheme on
+    purpose, update the orders here; the shuffle=False tests above stay the scheme-free check."""
     sizes = (3, 5, 3)
     params_list, X, y = naive.make_problem(sizes, act, output, loss, n=10)
     model = build(sizes, act, output, params_list=params_list)
     hist = fit(model, X, y, loss, lr=0.3, batch_size=4, epochs=3, shuffle=True, seed=11)
-    rng = np.random.default_rng(11)
-    orders = [rng.permutation(10) for _ in range(3)]
+    orders = [np.random.default_rng([11, e]).permutation(10) for e in range(3)]
     ref_params, ref_hist = naive.naive_sgd_fit(params_list, X, y, loss, 0.3, 4, orders,
                                                activation=act, output=output)
     np.testing.assert_allclose(model.params, naive.flatten(ref_params), rtol=1e-10, atol=1e-12)

@@ -456,8 +456,8 @@ def test_threaded_sgd_matches_naive(monkeypatch, threads, act, output, loss, n, 
     epochs, lr, seed = 2, 0.1, 11
     history = fastnn.Trainer(model, optim.SGD(lr=lr), loss=loss, batch_size=batch,
                              epochs=epochs, shuffle=shuffle, seed=seed, verbose=0).fit(X, y)
-    rng = np.random.default_rng(seed)
-    orders = [rng.permutation(n) if shuffle else np.arange(n) for _ in range(epochs)]
+    orders = [np.random.default_rng([seed, e]).permutation(n) if shuffle else np.arange(n)
+              for e in range(epochs)]  # the shuffle keyed by (seed, epoch)
     ref_params, ref_hist = naive.naive_sgd_fit(params_list, X, y, loss, lr, batch, orders,
                                                activation=act, output=output)
     ref_flat = naive.flatten(ref_params)

@@ -57,6 +57,7 @@ class OptimizerState(NamedTuple):
     state: np.ndarray  # (n_slots, n_params) in the parameter dtype
     step_count: np.ndarray  # (1,) int64 steps taken so far (torch's "step")
     clip_norm: float  # rescale the gradient to this global L2 norm when larger; 0 = off
+    alpha: float  # scikit-learn's L2 penalty on the weights (steps.train_steps); 0 = off
 
 
 class Team(NamedTuple):

@@ -232,7 +232,8 @@ def layer_backward_update(grads, ws, x, B, params, net, drop, l, opt, step, team
     b fused in. db stays in grads (the gradient norm reads it); dW is never stored whole:
     returns the sum of squares of this thread's rows of it, taken from each block while it is
     in cache. dx uses the weights from before the update; the dropout of site l (step `step`)
-    is fused into its activation derivative as in layer_backward."""
+    is fused into its activation derivative as in layer_backward. The rows of W take
+    opt.alpha's L2 penalty, alpha / B (biases none)."""
     tid, nth = team.tid, team.nth
     scratch = team.scratch[tid]
     D = ws.D
@@ -254,7 +255,9 @@ def layer_backward_update(grads, ws, x, B, params, net, drop, l, opt, step, team
     # block -1 is this thread's part of b; one optimizer call site (each is a large inlined
     # body: fewer of them compile faster)
     for blk in range(-1, n_blocks):
+        decay = opt.alpha / B
         if blk < 0:
+            decay = 0.0
             if j1 <= j0:
                 continue
             g = grads[b_off + j0:b_off + j1]
@@ -285,7 +288,7 @@ def layer_backward_update(grads, ws, x, B, params, net, drop, l, opt, step, team
                 sq_w += dot64(g, g)
             lo = w_off + ib * fo
             hi = w_off + ie * fo
-        optimizer_update(opt, params, g, step, 1.0, lo, hi)
+        optimizer_update(opt, params, g, step, 1.0, lo, hi, decay)
     if has_prev and i1 > i0:
         delta_epilogue(block(D, dprev_off, B, fi), block(ws.A, inp_off, B, fi),
                        block(ws.Z, inp_off, B, fi), net.acts[l - 1], as_variable(0), B, i0, i1,

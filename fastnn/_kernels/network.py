@@ -139,7 +139,7 @@ def network_backward(grads, ws, x, B, params, net, drop, step, team):
     """Backward pass from dL/dz_out in D's last block, through the dropout masks of step
     `step` of `drop`; grads is overwritten (no fused update)."""
     no_opt = OptimizerState(as_variable(0), np.zeros(0), params[:0].reshape(0, 0),
-                            net.sizes[:0], 0.0)
+                            net.sizes[:0], 0.0, 0.0)
     network_backward_update(grads, ws, x, B, params, net, drop, False, no_opt, step,
                             np.zeros(0), team)
 

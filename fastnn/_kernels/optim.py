@@ -5,7 +5,9 @@ Hyperparameters arrive as a float64 array `hyper` whose layout is fixed per opti
 fastnn/optim.py); scalars derived from the step count (bias corrections, decayed lr) are computed
 once per step in float64 and cast to the buffer dtype, so the element loop stays in that dtype.
 `state` is (n_slots, n_params) in the parameter dtype; `step` counts from 1. `grad_scale`
-multiplies every gradient element (gradient-norm clipping), 1 when not clipping. Each call
+multiplies every gradient element (gradient-norm clipping), 1 when not clipping. `l2` adds
+l2 * p to the gradient after that scaling, like weight_decay (the training loop passes
+alpha / B for weight matrices and 0 for biases: scikit-learn's L2 penalty). Each call
 updates the elements lo:hi of p and state (the training loop's threads update disjoint ranges,
 and a fused backward updates blocks of rows as it goes); g holds the gradient of exactly those
 hi - lo elements.
@@ -22,7 +24,7 @@ SGD, ADAM, ADAGRAD, ADADELTA, RMSPROP = range(5)
 
 
 @njit(cache=True, error_model="numpy")
-def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (initialised to the first gradient, as torch does)."""
     p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
@@ -30,7 +32,7 @@ def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
     lr = t(hyper[0])
     momentum = t(hyper[1])
     damp = t(1.0 - hyper[2])
-    wd = t(hyper[3])
+    wd = t(hyper[3] + l2)
     nesterov = hyper[4] != 0.0
     scale = t(grad_scale)
     if hyper[1] == 0.0:
@@ -55,7 +57,7 @@ def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adam_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled];
     state[0] = m, state[1] = v, state[2] = max v (amsgrad only).
 
@@ -77,7 +79,9 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
     one_m_b1 = t(1.0 - b1)
     beta2 = t(b2)
     one_m_b2 = t(1.0 - b2)
-    wd_l2 = t(0.0 if decoupled else hyper[4])
+    # coupled decay (Adam's weight_decay and the L2 penalty) on the weights before
+    # the step; AdamW's decoupled decay shrinks them first
+    wd_l2 = t(l2 if decoupled else hyper[4] + l2)
     decay = t(1.0 - lr * hyper[4] if decoupled else 1.0)
     scale = t(grad_scale)
     m = state[0][lo:hi]
@@ -85,8 +89,9 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
     if amsgrad:
         vmax = state[2][lo:hi]
         for i in range(p.shape[0]):
-            pi = p[i] * decay
-            gi = g[i] * scale + wd_l2 * pi
+            p0 = p[i]
+            pi = p0 * decay
+            gi = g[i] * scale + wd_l2 * p0
             mi = m[i] + one_m_b1 * (gi - m[i])
             vi = beta2 * v[i] + one_m_b2 * gi * gi
             vm = max(vmax[i], vi)
@@ -96,8 +101,9 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
             p[i] = pi - step_size * mi / (np.sqrt(vm) * inv_bc2_sqrt + eps)
     else:
         for i in range(p.shape[0]):
-            pi = p[i] * decay
-            gi = g[i] * scale + wd_l2 * pi
+            p0 = p[i]
+            pi = p0 * decay
+            gi = g[i] * scale + wd_l2 * p0
             mi = m[i] + one_m_b1 * (gi - m[i])
             vi = beta2 * v[i] + one_m_b2 * gi * gi
             m[i] = mi
@@ -106,7 +112,7 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value, eps];
     state[0] = sum of squared gradients (starts at initial_accumulator_value).
 
@@ -115,7 +121,7 @@ def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
     p = p[lo:hi]  # a slice keeps the loop index provably >= 0 (no wraparound checks)
     t = p.dtype.type
     clr = t(hyper[0] / (1.0 + (step - 1) * hyper[1]))
-    wd = t(hyper[2])
+    wd = t(hyper[2] + l2)
     eps = t(hyper[4])
     scale = t(grad_scale)
     acc = state[0][lo:hi]
@@ -127,7 +133,7 @@ def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay];
     state[0] = v (running mean of g^2), state[1] = u (running mean of squared updates).
 
@@ -140,7 +146,7 @@ def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
     rho = t(hyper[1])
     one_m_rho = t(1.0 - hyper[1])
     eps = t(hyper[2])
-    wd = t(hyper[3])
+    wd = t(hyper[3] + l2)
     scale = t(grad_scale)
     v = state[0][lo:hi]
     u = state[1][lo:hi]
@@ -154,7 +160,7 @@ def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state[0] = v (running mean of g^2), then the momentum buffer b (momentum > 0), then the
     running mean of g, gbar (centered).
@@ -169,7 +175,7 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
     alpha = t(hyper[1])
     one_m_alpha = t(1.0 - hyper[1])
     eps = t(hyper[2])
-    wd = t(hyper[3])
+    wd = t(hyper[3] + l2)
     momentum = t(hyper[4])
     use_momentum = hyper[4] > 0.0
     centered = hyper[5] != 0.0
@@ -196,20 +202,20 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
 
 
 @njit(cache=True)
-def optimizer_update(opt, p, g, step, grad_scale, lo, hi):
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
     """One fused pass of `opt`'s rule (an OptimizerState bundle: code, hyper, state) over
     elements lo:hi of p and opt.state (one thread's share; 0, p.size for all), step number
     `step` (from 1), g the gradient of those hi - lo elements."""
     code = opt.code
     if code == SGD:
-        sgd_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+        sgd_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADAM:
-        adam_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+        adam_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADAGRAD:
-        adagrad_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+        adagrad_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == ADADELTA:
-        adadelta_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+        adadelta_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     elif code == RMSPROP:
-        rmsprop_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+        rmsprop_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     else:
         raise ValueError("unknown optimizer code")

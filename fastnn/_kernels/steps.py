@@ -12,10 +12,25 @@ from numba import njit
 from .dense import as_variable
 from .dropout import dropout_forward_row, dropping, no_dropout, row_key
 from .fpmode import FLUSH_DENORMALS, read_fp_mode, write_fp_mode
-from .layer import FUSED_MAX_ROWS, FUSED_MIN_PARAMS, block
+from .layer import FUSED_MAX_ROWS, FUSED_MIN_PARAMS, block, dot64
 from .network import layer_grad_sumsq, network_backward_update, network_forward, network_loss
 from .optim import optimizer_update
 from .sync import ALIGN, SYNC_ABORT, atomic_load, barrier, share
+
+
+@njit(cache=True)
+def weights_sumsq(params, net, team):
+    """Sum of squares (float64) of this thread's rows of every weight matrix (the rows it
+    updates): summed over the team, sum(W^2) for the L2 penalty."""
+    total = 0.0
+    for l in range(net.sizes.shape[0] - 1):
+        fo = net.sizes[l + 1]
+        i0, i1 = share(net.sizes[l], team.tid, team.nth, ALIGN)
+        if i1 > i0:
+            w = params[net.w_off[l] + i0 * fo:net.w_off[l] + i1 * fo]
+            total += dot64(w, w)
+    return total
+
 
 # status codes returned by train_steps and evaluate_batches
 RAN, DIVERGED, ABORTED = 0, 1, 2
@@ -57,11 +72,13 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
 
     Step s uses rows order[start + s*batch_size : ... + batch_size] (the last batch may be
     short). Each step: gather, forward, loss, backward, optional norm clipping
-    (opt.clip_norm), fused update. opt.step_count[0] is the optimizer's step counter
-    (incremented per applied step); step number t (counting from 1) draws the dropout masks of
-    `drop` (a Dropout bundle) at step t, so a resumed fit draws the uninterrupted one's masks.
-    stats[tid] (4,) and grad_norms (thread 0) accumulate (see loss_forward_backward,
-    layer_grad_sumsq).
+    (opt.clip_norm), fused update. opt.alpha > 0 adds scikit-learn's L2 penalty: alpha / 2 *
+    sum(W^2) / B to the batch's loss (into stats[tid][0], B times the mean) and alpha * W / B
+    to the weights' gradient, in the update (after clipping, like weight_decay).
+    opt.step_count[0] is the optimizer's step counter (incremented per applied step); step
+    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle) at step t,
+    so a resumed fit draws the uninterrupted one's masks. stats[tid] (4,) and grad_norms
+    (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
 
     Called by team.nth threads at once with the same arguments but their own team.tid (nogil),
     or by one. team.sync (zeroed) and team.partial (nth, L + 2) are shared; team.scratch
@@ -100,6 +117,8 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
         yf = block(ws.yb_float, 0, 0 if by_index else B, k)
         network_forward(ws, ws.xb, B, params, net, drop, step, team)
         mine[L + 1] = network_loss(ws, yi, yf, B, net, loss, stats[tid], team)
+        if opt.alpha > 0.0:  # the penalty of the weights this step starts from
+            stats[tid, 0] += 0.5 * opt.alpha * weights_sumsq(params, net, team)
         if not barrier(sync, nth):
             status = ABORTED
             break
@@ -144,6 +163,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
             # they are still in its core's cache
             for seg in range(2 * L):
                 l = seg // 2
+                decay = opt.alpha / B
                 if seg % 2 == 0:
                     i0, i1 = share(net.sizes[l], tid, nth, ALIGN)
                     lo = net.w_off[l] + i0 * net.sizes[l + 1]
@@ -152,8 +172,9 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
                     j0, j1 = share(net.sizes[l + 1], tid, nth, ALIGN)
                     lo = net.b_off[l] + j0
                     hi = net.b_off[l] + j1
+                    decay = 0.0
                 if hi > lo:
-                    optimizer_update(opt, params, grads[lo:hi], step, scale, lo, hi)
+                    optimizer_update(opt, params, grads[lo:hi], step, scale, lo, hi, decay)
             if not barrier(sync, nth):  # the next step reads every updated parameter
                 status = ABORTED
                 break

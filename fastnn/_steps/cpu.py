@@ -12,6 +12,7 @@ from .._kernels.bundles import Data, OptimizerState
 from .._kernels.fpmode import fp_mode, set_fp_mode
 from .._kernels.layer import scratch_size
 from .._kernels.steps import ABORTED, DIVERGED, train_steps
+from .._validation import all_finite
 from ..model import LOSSES, Workspace
 
 EVAL_BATCH = 1024  # validation rows per batch
@@ -20,14 +21,15 @@ EVAL_BATCH = 1024  # validation rows per batch
 class CpuSteps:
     """See fastnn._steps for the protocol."""
 
-    def __init__(self, model, optimizer, loss, batch, clip_norm, X, y_index, y_float, val,
-                 dropout_seed=0):
+    def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
+                 val, dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
         self.drop = model.dropout_layout(dropout_seed)
+        self.alpha = alpha  # the L2 penalty
         self.data = Data(X, y_index, y_float)
         self.val = val
         self.N = X.shape[0]
@@ -42,12 +44,17 @@ class CpuSteps:
         self.scratch = np.empty((self.n_threads, scratch_size(model.layer_sizes)), model.dtype)
         self.order = None
         self.opt = None  # the epoch's OptimizerState
+        self.state = None  # the optimizer state (bound at begin_epoch)
+        self.good_params = np.empty_like(model.params)  # the roll-back point (save)
+        self.good_state = None
         self._caller_fp_mode = fp_mode()
         self._restore_threads = _threads.limit(model.layer_sizes, batch, self.n_threads)
 
     def begin_epoch(self, order, code, hyper, state):
         self.order = order
-        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm)
+        self.state = state
+        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm,
+                                  self.alpha)
         self.stats[:] = 0
         self.norms[:] = 0
 
@@ -77,6 +84,20 @@ class CpuSteps:
             np.empty((0, model.n_outputs), model.dtype), self.val_ws, self.n_threads,
             self.scratch)
         return float(stats[0] / stats[1]), (float(stats[2] / stats[3]) if stats[3] else None)
+
+    def save(self):
+        np.copyto(self.good_params, self.model.params)
+        if self.good_state is None or self.good_state.shape != self.state.shape:
+            self.good_state = np.empty_like(self.state)
+        np.copyto(self.good_state, self.state)
+
+    def restore(self):
+        np.copyto(self.model.params, self.good_params)
+        if self.good_state is not None and self.good_state.shape == self.state.shape:
+            np.copyto(self.state, self.good_state)
+
+    def finite(self):
+        return all_finite(self.model.params) and all_finite(self.state)
 
     def copy_back(self):
         pass  # the kernels trained model.params and optimizer.state themselves

@@ -27,12 +27,15 @@ def kernels(dt):
     f1, f2, i1, s1 = T.float64[::1], T.float64[:, ::1], T.int64[::1], T.int32[::1]
     return [
         (dense._gemm_kernel(dense.TILE, dense.TILE_K, dense.WORK),
-         (a2, a2, a2, a2, a1, b1, b1, i8, i8, i8, i8, i8, f8)),
+         (a2, a2, a2, a2, a1, b1, b1, i8, i8, i8, i8, i8, i8, f8)),
         (dense.bias_activation_kernel, (a2, a2, a1, i8)),
         (dense.softmax_rows_kernel, (a2, a2)),
         (dense.activation_backward_kernel, (a2, a2, a2, i8)),
         (dense.softmax_backward_rows_kernel, (a2, a2)),
-        (dense.column_sum_kernel, (a1, a2)),
+        (dense.column_sum_kernel, (a2, a2, i8)),
+        (dense.column_sum_kernel, (f2, a2, i8)),
+        (dense.column_finish_kernel, (a1, f2, i8)),
+        (network.check_finite_kernel, (s1, a1)),
         (losses.loss_forward_backward_kernel, (a2, a2, a2, i1, a2, i8, i8, f1, f1, i8, s1, i8)),
         (steps.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8, i8, i8, i8, i8, f8)),
         (dropout.dropout_rows_kernel, (a2, a2, i8, i8, i8, i8, f8)),

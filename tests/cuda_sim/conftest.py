@@ -5,8 +5,10 @@ own pytest process: tests/test_cuda.py launches `python -m pytest tests/cuda_sim
 In any other process (a plain `python -m pytest` from the root) this directory is skipped,
 unless FASTNN_TEST_REAL_GPU=1 asks for the same tests on a real GPU:
     FASTNN_TEST_REAL_GPU=1 python -m pytest tests/cuda_sim
-The fixture below patches the tile and block sizes small so that every kernel runs several
-blocks (and the GEMM several K slabs) on shapes the simulator handles in seconds.
+Under the simulator the fixture below patches the tile and block sizes small so that every
+kernel runs several blocks (and the GEMM several K slabs) on shapes the simulator handles in
+seconds; on a real GPU the production sizes run (test_cuda_real_gpu.py adds uneven production
+shapes there).
 """
 import os
 
@@ -20,6 +22,8 @@ if not (SIMULATED or REAL_GPU):
 
 @pytest.fixture(autouse=True)
 def small_tiles(monkeypatch):
+    if not SIMULATED:  # a real GPU runs the production tile and block sizes
+        return
     from fastnn._kernels.cuda import dense, network
     monkeypatch.setattr(dense, "TILE", 4)
     monkeypatch.setattr(dense, "TILE_K", 4)

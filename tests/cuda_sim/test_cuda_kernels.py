@@ -301,18 +301,29 @@ def test_optimizer_update(case, dt):
     for step in range(1, 5):
         g = rand(rng, n, dt)
         scale = 0.7 if step == 2 else 1.0
-        cpu_optim.optimizer_update(OptimizerState(code, hyper, state, no_count, 0.0), p, g,
-                                   step, scale, 0, n)
-        optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0), d_p,
+        cpu_optim.optimizer_update(OptimizerState(code, hyper, state, no_count, 0.0, 0.0), p, g,
+                                   step, scale, 0, n, 0.0)
+        optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
                                cuda.to_device(g), step, cuda.to_device(np.array([scale, 0.0])),
-                               0, n)
+                               0, n, 0.0)
         close(d_p.copy_to_host(), p, dt, f"{case[0]} step {step} params")
         close(d_state.copy_to_host(), state, dt, f"{case[0]} step {step} state")
+    # the L2 penalty on W_0 = 0:5 and W_1 = 7:12 (l2), not on b_0 = 5:7, b_1 = 12:13
+    g = rand(rng, n, dt)
+    ones = cuda.to_device(np.array([1.0, 0.0]))
+    opt_cpu = OptimizerState(code, hyper, state, no_count, 0.0, 0.0)
+    opt_gpu = OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0)
+    d_g = cuda.to_device(g)
+    for lo, hi, l2 in ((0, 5, 0.3), (5, 7, 0.0), (7, 12, 0.3), (12, 13, 0.0)):
+        cpu_optim.optimizer_update(opt_cpu, p, g[lo:hi], 5, 1.0, lo, hi, l2)
+        optim.optimizer_update(opt_gpu, d_p, d_g[lo:hi], 5, ones, lo, hi, l2)
+    close(d_p.copy_to_host(), p, dt, f"{case[0]} l2 params")
+    close(d_state.copy_to_host(), state, dt, f"{case[0]} l2 state")
     # control[1] set: the update is skipped entirely
     before = d_p.copy_to_host()
-    optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0), d_p,
-                           cuda.to_device(rand(rng, n, dt)), 5,
-                           cuda.to_device(np.array([1.0, 1.0])), 0, n)
+    optim.optimizer_update(OptimizerState(code, hyper, d_state, no_count, 0.0, 0.0), d_p,
+                           cuda.to_device(rand(rng, n, dt)), 6,
+                           cuda.to_device(np.array([1.0, 1.0])), 0, n, 0.0)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)
 
 
@@ -357,3 +368,146 @@ def test_dropout_step_matches_cpu(dt):
     np.testing.assert_array_equal(dws.xb.copy_to_host()[:B * 7] == 0, ws.xb[:B * 7] == 0)
     assert (ws.xb[:B * 7] == 0).any() and (ws.A[:B * 11] == 0).any()
     close(dgrads.copy_to_host(), grads, dt, "dropout step grads")
+
+
+# ---------------------------------------------------------------------------- NaN semantics
+def nan_inputs(dt, B, n):
+    """z with NaN, +-inf and ordinary values, so that every branch of every activation sees
+    a NaN (the CPU kernels and torch keep NaN: relu(NaN) is NaN, not 0)."""
+    rng = np.random.default_rng(11)
+    z = rand(rng, (B, n), dt)
+    z[0, :] = np.nan  # a whole row (softmax's max and sum see only NaN)
+    z[1, 1] = np.nan
+    z[2, 2] = np.inf
+    z[3, 3] = -np.inf
+    return z
+
+
+def same_with_nan(got, want, dt, what):
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaN mask")
+    mask = ~np.isnan(want)
+    np.testing.assert_array_equal(np.isinf(got[mask]), np.isinf(want[mask]),
+                                  err_msg=f"{what}: inf mask")
+    fin = mask & np.isfinite(want)
+    close(got[fin], want[fin], dt, what)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NaN arithmetic
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_activations_propagate_nan_as_cpu(act, dt):
+    B, n = 5, 6
+    code = ACTS[act]
+    z0 = nan_inputs(dt, B, n)
+    b = np.zeros(n, dt)
+    b[4] = np.nan  # a NaN bias reaches a whole column
+    a_ref, z_ref = np.zeros((B, n), dt), z0.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.bias_activation_forward(a_ref, z_ref, b, code, 0, B, 0, n)
+    assert np.isnan(a_ref).any()  # the test means something: NaN reaches the output
+    # forward, the elementwise kernel and the GEMM's fused epilogue (x = I, so x @ W = z)
+    a, z = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(z0)
+    dense.bias_activation_forward(a, z, cuda.to_device(b), code, 0, B, 0, n)
+    same_with_nan(a.copy_to_host(), a_ref, dt, f"bias_activation_forward {act}")
+    a2, z2 = cuda.to_device(np.zeros((B, n), dt)), cuda.to_device(np.zeros((B, n), dt))
+    eye = np.eye(B, dtype=dt)
+    # through the GEMM (0 * NaN would spread a NaN of z over its column): finite z, the NaN
+    # reaching the fused epilogue through the bias column
+    zf = np.where(np.isfinite(z0), z0, 0).astype(dt)
+    a2_ref, z2_ref = np.zeros((B, n), dt), zf.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.bias_activation_forward(a2_ref, z2_ref, b, code, 0, B, 0, n)
+    dense.dense_forward(a2, z2, cuda.to_device(eye), cuda.to_device(zf), cuda.to_device(b),
+                        code)
+    same_with_nan(a2.copy_to_host(), a2_ref, dt, f"dense_forward {act}")
+    # backward: NaN in the incoming gradient and in the saved outputs
+    g = rand(np.random.default_rng(12), (B, n), dt)
+    g[4, 0] = np.nan
+    ref = g.copy()
+    with np.errstate(all="ignore"):
+        cpu_dense.activation_backward(ref, a_ref, z_ref, code, 0, B, 0, n)
+    dz = cuda.to_device(g)
+    dense.activation_backward(dz, cuda.to_device(a_ref), cuda.to_device(z_ref), code,
+                              0, B, 0, n)
+    same_with_nan(dz.copy_to_host(), ref, dt, f"activation_backward {act}")
+
+
+# ---------------------------------------------------------------------------- launch sizes
+@pytest.mark.parametrize("dt", DTYPES)
+def test_column_sum_grid_sized_to_the_batch(monkeypatch, dt):
+    monkeypatch.setattr(dense, "COLSUM_ROWS", 2)
+    rng = np.random.default_rng(21)
+    n = 9  # 3 column blocks of THREADS = 4 (conftest)
+    scratch = cuda.device_array((8, n))
+    for B, chunks in ((1, 1), (2, 1), (3, 2), (7, 4), (16, 8)):
+        assert dense.column_sum_chunks(B) == (chunks, 2)
+        dz = rand(rng, (B, n), dt)
+        db = cuda.to_device(np.full(n, np.nan, dt))
+        dense.column_sum(db, cuda.to_device(dz), scratch)
+        close(db.copy_to_host(), dz.astype(np.float64).sum(axis=0), dt, f"column_sum B={B}")
+    # past the grid.y limit the chunks grow instead (limit patched to 3)
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 3)
+    assert dense.column_sum_chunks(16) == (3, 6)
+    dz = rand(rng, (16, n), dt)
+    db = cuda.to_device(np.zeros(n, dt))
+    dense.column_sum(db, cuda.to_device(dz), scratch)
+    close(db.copy_to_host(), dz.astype(np.float64).sum(axis=0), dt, "column_sum grid.y limit")
+    with pytest.raises(ValueError, match="scratch"):
+        dense.column_sum(db, cuda.to_device(dz), cuda.device_array((2, n)))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_splits_rows_past_grid_y_limit(monkeypatch, dt):
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 1)  # one TILE (4 rows) per launch
+    launches = []
+    kernel = dense._gemm_kernel(dense.TILE, dense.TILE_K, dense.WORK)
+
+    class Counting:
+        def __getitem__(self, config):
+            launches.append(config[0])
+            return kernel[config]
+
+    monkeypatch.setattr(dense, "_gemm_kernel", lambda *a: Counting())
+    rng = np.random.default_rng(22)
+    B, fi, fo = 10, 9, 6  # 3 row launches of the batch, 3 of fan_in (the dW product)
+    x, W, dz = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, (B, fo), dt)
+    b = rand(rng, fo, dt)
+    a, z = cuda.device_array((B, fo), dt), cuda.device_array((B, fo), dt)
+    dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b),
+                        cpu_dense.GELU)
+    assert [g[1] for g in launches] == [1, 1, 1]
+    a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
+    dense_forward_ref(a_ref, z_ref, x, W, b, cpu_dense.GELU)
+    close(a.copy_to_host(), a_ref, dt, "split forward a")
+    close(z.copy_to_host(), z_ref, dt, "split forward z")
+    dW, dx = cuda.device_array((fi, fo), dt), cuda.device_array((B, fi), dt)
+    dense.gemm(dW, cuda.to_device(x), cuda.to_device(dz), trans_a=True)
+    dense.gemm(dx, cuda.to_device(dz), cuda.to_device(W), trans_b=True)
+    assert len(launches) == 9
+    f = np.float64
+    close(dW.copy_to_host(), x.T.astype(f) @ dz.astype(f), dt, "split x.T @ dz")
+    close(dx.copy_to_host(), dz.astype(f) @ W.T.astype(f), dt, "split dz @ W.T")
+
+
+def test_norm_reduction_grid_sized_to_the_gradient(monkeypatch):
+    rng = np.random.default_rng(23)
+    sizes = np.array([3, 5, 2], np.int64)
+    w_off = np.array([0, 20], np.int64)
+    team = Team(cuda.to_device(network.segment_bounds(sizes, w_off)),
+                cuda.to_device(np.full((4, 3), 1e6)),  # stale partials must not count
+                cuda.to_device(np.array([1.0, 0.0])))
+    stats = RowStats(None, None, cuda.to_device(np.zeros(1, np.int32)))
+    grads = rand(rng, 32, np.float64)
+    ref = np.array([np.sqrt(np.sum(grads[:15] ** 2)), np.sqrt(np.sum(grads[20:30] ** 2))])
+    # NORM_THREADS 4 (conftest): 32 elements make 32 / (4 items) / 4 threads = 2 blocks with
+    # 4 items, 1 with 16, 8 -> capped at the partials' 3 with 1; the columns a launch does
+    # not cover hold stale sums (1e6 at first, then the wider launch's)
+    for items, blocks in ((16, 1), (1, 3), (4, 2), (16, 1)):
+        monkeypatch.setattr(network, "NORM_ITEMS", items)
+        assert network.norm_blocks(32, 3) == blocks
+        out = cuda.to_device(np.zeros(2))
+        network.layer_grad_sumsq(team.partials, cuda.to_device(grads), None, 0, None, False,
+                                 team)
+        network.clip_and_check(out, 0.0, stats, team)
+        np.testing.assert_allclose(out.copy_to_host(), ref, rtol=1e-12, err_msg=str(items))

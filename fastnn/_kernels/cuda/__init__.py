@@ -34,12 +34,18 @@ CUDA simulator; the tests use that on machines without a GPU.
 
 # launchers with no CPU twin, by module: what the GPU does in its own way
 DEVICE_ONLY = {
-    "dense": ("gemm", "column_sum",  # the tiled GEMM (the CPU calls BLAS: blas.gemm)
+    "dense": ("gemm", "column_sum", "column_sum_chunks",  # the tiled GEMM (the CPU calls
+              #                                             BLAS: blas.gemm), bias sums
               "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
     "dropout": ("site_args",),  # the kernels' scalar arguments of one dropout site
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
-                "segment_bounds"),  # the W_l / b_l segments for the norm reduction
+                "check_finite", "flat",  # the end-of-epoch finiteness check on the device
+                "forward_for_loss",  # the forward leaving a softmax output to the loss kernel
+                "segment_bounds", "norm_blocks"),  # the W_l / b_l segments for the norm reduction
+    # the L2 penalty's sum of W^2 as a device reduction into the batch's per-row losses (the
+    # CPU adds each thread's part into its running loss sum: steps.weights_sumsq)
+    "steps": ("add_penalty",),
 }
 
 

@@ -24,3 +24,5 @@ class Team(NamedTuple):
     bounds: object  # (2 L + 1,) int64 network.segment_bounds(): the W_l and b_l segments
     partials: object  # (2 L, NORM_BLOCKS) float64 per-segment, per-block sums of squares
     control: object  # (2,) float64 [gradient scale (clipping), skip this update]
+    colsum: object = None  # (chunks, max fan_out) float64 scratch of the bias-gradient
+    #                        column sums (dense.column_sum), or None for one launch per sum

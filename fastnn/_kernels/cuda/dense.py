@@ -34,6 +34,9 @@ from ..dense import (
     TANH,
 )
 
+MAX_GRID_Y = 65535  # the CUDA limit on gridDim.y (gridDim.x goes to 2^31 - 1)
+COLSUM_ROWS = 128  # column_sum: rows one thread sums (before the grid.y limit stretches it)
+
 TILE = 64  # side of the C tile one block computes
 TILE_K = 16  # depth of the shared-memory slabs of op(A) and op(B)
 WORK = 4  # each thread computes WORK x WORK outputs: (TILE / WORK)^2 threads per block
@@ -62,7 +65,7 @@ def activate(v, act, like):
     zero = t(0.0)
     one = t(1.0)
     if act == RELU:
-        return v if v > zero else zero  # noqa: FURB136 (numba.cuda's max() fails to type)
+        return zero if v < zero else v  # noqa: FURB136 (a select: NaN stays NaN, as on the CPU)
     if act == LEAKY_RELU:
         return v if v > zero else t(LEAKY_RELU_SLOPE) * v
     if act == TANH:
@@ -86,15 +89,15 @@ def _gemm_kernel(tile, tile_k, work):
     slab = tile_k * tile
     loads = (slab + n_threads - 1) // n_threads  # elements of each slab one thread loads
 
-    @cuda.jit
-    def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act, seed, step, site, threshold,
-                    scale):
+    @cuda.jit(cache=True)
+    def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act, row0, seed, step, site,
+                    threshold, scale):
         """C (M, N) = op(A) @ op(B); op(A) = A.T when trans_a (A stored (K, M)), op(B) = B.T
         when trans_b (B stored (N, K)). With act >= 0 the epilogue adds bias (N,) and applies
         the activation: z = acc + b is stored in Z when keeps_preactivation(act), and
         C = act(z) unless act is softmax (done per row afterwards); with threshold > 0 C goes
-        through the dropout of `site` in step `step` (row m, unit n; fastnn/_kernels/
-        dropout.py)."""
+        through the dropout of `site` in step `step` (batch row row0 + m, unit n;
+        fastnn/_kernels/dropout.py; row0: where this launch's rows start, see gemm)."""
         t = C.dtype.type
         zero = t(0.0)
         M, N = C.shape
@@ -167,7 +170,7 @@ def _gemm_kernel(tile, tile_k, work):
                             if act != SOFTMAX:
                                 v = activate(v, act, C)
                                 if threshold > 0:
-                                    key = row_key(seed, step, site, m)
+                                    key = row_key(seed, step, site, row0 + m)
                                     if unit_hash(key, n) >= np.uint64(threshold):
                                         v = v * t(scale)
                                     else:
@@ -177,7 +180,7 @@ def _gemm_kernel(tile, tile_k, work):
     return gemm_kernel
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bias_activation_kernel(a, z, b, act):
     """a = act(z + b) elementwise; z = z + b kept when keeps_preactivation(act). Softmax:
     only z + b here, the row pass follows."""
@@ -194,13 +197,20 @@ def bias_activation_kernel(a, z, b, act):
             a[i, j] = activate(v, act, a)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_rows_kernel(a, z):
     """a[i] = softmax(z[i]) with the row max subtracted; one thread per row."""
-    B, n = z.shape
     i = cuda.grid(1)
-    if i >= B:
+    if i >= z.shape[0]:
         return
+    softmax_row(a, z, i)
+
+
+@cuda.jit(device=True, inline=True)
+def softmax_row(a, z, i):
+    """a[i] = softmax(z[i]) with the row max subtracted (also run by the loss kernel, which
+    folds the output layer's softmax into its own launch during training)."""
+    n = z.shape[1]
     t = a.dtype.type
     m = z[i, 0]
     for j in range(n):
@@ -216,7 +226,7 @@ def softmax_rows_kernel(a, z):
         a[i, j] *= inv
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def activation_backward_kernel(dz, a, z, act):
     """dz *= act'(z) elementwise (every activation but softmax)."""
     B, n = dz.shape
@@ -228,7 +238,7 @@ def activation_backward_kernel(dz, a, z, act):
         dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def softmax_backward_rows_kernel(dz, a):
     """Softmax Jacobian-vector product per row: dz_j = a_j (g_j - sum_k g_k a_k)."""
     B, n = dz.shape
@@ -242,16 +252,34 @@ def softmax_backward_rows_kernel(dz, a):
         dz[i, j] = a[i, j] * (dz[i, j] - s)
 
 
-@cuda.jit
-def column_sum_kernel(db, dz):
-    """db[j] = sum_i dz[i, j]; one thread per column, rows in order (as the CPU loop)."""
+@cuda.jit(cache=True)
+def column_sum_kernel(out, dz, rows):
+    """out[r, j] = sum of dz[i, j] over the rows i of chunk r (rows r*rows ... r*rows + rows -
+    1, in order, accumulated in out's dtype); grid (ceil(n / THREADS), chunks): one thread per
+    column and chunk, neighbouring threads on neighbouring columns (coalesced reads)."""
     B, n = dz.shape
     j = cuda.grid(1)
+    r = cuda.blockIdx.y
     if j >= n:
         return
-    s = db.dtype.type(0.0)
-    for i in range(B):
+    end = r * rows + rows
+    if end > B:  # noqa: PLR1730 (no min() of a pair in numba.cuda)
+        end = B
+    s = out.dtype.type(0.0)
+    for i in range(r * rows, end):
         s += dz[i, j]
+    out[r, j] = s
+
+
+@cuda.jit(cache=True)
+def column_finish_kernel(db, partials, chunks):
+    """db[j] = sum of partials[0:chunks, j], in order; one thread per column."""
+    j = cuda.grid(1)
+    if j >= db.shape[0]:
+        return
+    s = partials.dtype.type(0.0)
+    for r in range(chunks):
+        s += partials[r, j]
     db[j] = s
 
 
@@ -264,16 +292,29 @@ def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=No
          drop=NO_DROPOUT):
     """C = op(A) @ op(B), op = transpose where asked; with act >= 0 the bias + activation
     epilogue (see gemm_kernel) writes a = C and, when kept, z = Z; drop: the epilogue's
-    dropout (seed, step, site, threshold, scale), threshold 0 for none."""
+    dropout (seed, step, site, threshold, scale), threshold 0 for none.
+
+    Grid (ceil(N / TILE), ceil(M / TILE)). Past gridDim.y's limit (M > MAX_GRID_Y * TILE,
+    about 4.19M rows with TILE 64) the rows are split over several launches of at most
+    MAX_GRID_Y * TILE rows each."""
     M, N = C.shape
     if M == 0 or N == 0:
         return
     threads = TILE // WORK
     kernel = _gemm_kernel(TILE, TILE_K, WORK)
-    grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
-    kernel[grid, (threads, threads)](C, C if Z is None else Z, A, B,
-                                     C[0] if bias is None else bias, trans_a, trans_b, act,
-                                     *drop)
+    Z = C if Z is None else Z
+    bias = C[0] if bias is None else bias
+    rows = MAX_GRID_Y * TILE
+    for m0 in range(0, M, rows):
+        m1 = min(m0 + rows, M)
+        if m0 == 0 and m1 == M:
+            Cp, Zp, Ap = C, Z, A
+        else:
+            Cp, Zp = C[m0:m1], Z[m0:m1]
+            Ap = A[:, m0:m1] if trans_a else A[m0:m1]
+        grid = ((N + TILE - 1) // TILE, (m1 - m0 + TILE - 1) // TILE)
+        kernel[grid, (threads, threads)](Cp, Zp, Ap, B, bias, trans_a, trans_b, act, m0,
+                                         *drop)
 
 
 def _part(arr, r0, r1, c0, c1):
@@ -310,9 +351,42 @@ def activation_backward(dz, a, z, act, r0, r1, c0, c1):
         activation_backward_kernel[_blocks(B * n), THREADS](dz, a, z, act)
 
 
-def column_sum(db, dz):
-    """db = column sums of dz (B, n)."""
-    column_sum_kernel[_blocks(db.shape[0]), THREADS](db, dz)
+def column_sum_chunks(B):
+    """(chunks, rows): column_sum's row chunks for a batch of B rows: chunks = ceil(B / rows)
+    with rows = COLSUM_ROWS, stretched to ceil(B / MAX_GRID_Y) when that many chunks would
+    pass gridDim.y's limit."""
+    rows = max(COLSUM_ROWS, -(-B // MAX_GRID_Y))
+    return max(-(-B // rows), 1), rows
+
+
+def column_sum(db, dz, scratch=None):
+    """db = column sums of dz (B, n), with a grid sized to the work: ceil(n / THREADS) x
+    chunks blocks (column_sum_chunks), each thread summing at most `rows` rows of one column
+    into the float64 scratch (at least (chunks, n)), then one thread per column adding the
+    chunks in order. One chunk (B <= COLSUM_ROWS), or no scratch: a single launch writing db.
+    Deterministic: no atomics, the same order every time."""
+    B, n = dz.shape
+    if n == 0:
+        return
+    chunks, rows = column_sum_chunks(B)
+    col_blocks = _blocks(n)
+    if chunks == 1 or scratch is None:
+        column_sum_kernel[(col_blocks, 1), THREADS](_row(db), dz, max(B, 1))
+        return
+    if scratch.shape[0] < chunks or scratch.shape[1] < n:
+        raise ValueError(f"column_sum: scratch {scratch.shape} is smaller than the "
+                         f"({chunks}, {n}) partial sums of a ({B}, {n}) batch")
+    column_sum_kernel[(col_blocks, chunks), THREADS](scratch, dz, rows)
+    column_finish_kernel[col_blocks, THREADS](db, scratch, chunks)
+
+
+def _row(v):
+    """The 1-d device array v as a cached (1, n) view."""
+    cache = v.__dict__.setdefault("_fastnn_views", {})
+    view = cache.get("row")
+    if view is None:
+        view = cache["row"] = v.reshape(1, v.shape[0])
+    return view
 
 
 def dense_forward(a, z, x, W, b, act, drop=NO_DROPOUT):
@@ -325,10 +399,10 @@ def dense_forward(a, z, x, W, b, act, drop=NO_DROPOUT):
         softmax_rows_kernel[_blocks(a.shape[0]), THREADS](a, z)
 
 
-def dense_backward(dx, dW, db, dz, x, W):
+def dense_backward(dx, dW, db, dz, x, W, scratch=None):
     """dW = x.T @ dz, db = column sums of dz (both overwritten), and dx = dz @ W.T when dx has
-    rows (pass None or an empty dx for the first layer)."""
+    rows (pass None or an empty dx for the first layer). scratch: column_sum's."""
     gemm(dW, x, dz, trans_a=True)
-    column_sum(db, dz)
+    column_sum(db, dz, scratch)
     if dx is not None and dx.shape[0] > 0:
         gemm(dx, dz, W, trans_b=True)

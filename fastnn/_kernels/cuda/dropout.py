@@ -25,7 +25,7 @@ def dropout_factor(seed, step, site, row, unit, threshold, scale, like):
     return t(0.0)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dropout_rows_kernel(out, x, seed, step, site, threshold, scale):
     """out[i, j] = x[i, j] * dropout_factor(..., i, j, ...)."""
     B, n = x.shape
@@ -37,7 +37,7 @@ def dropout_rows_kernel(out, x, seed, step, site, threshold, scale):
         out[i, j] = x[i, j] * dropout_factor(seed, step, site, i, j, threshold, scale, out)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dropout_backward_kernel(dz, a, z, act, seed, step, site, threshold, scale, keep):
     """dz = (dz * mask * scale) * act'(.) elementwise, the activation's output recovered from
     the dropped one as a * keep (as the CPU's delta_epilogue)."""

@@ -20,7 +20,7 @@ from .. import losses as _cpu
 from ..dense import SOFTMAX
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE  # noqa: F401 (codes)
 from . import dense as _dense
-from .dense import activation_grad
+from .dense import activation_grad, softmax_row
 
 # the CPU's rows (fastnn/_kernels/losses.py), compiled for the device
 log_sum_exp_row = cuda.jit(device=True, inline=True)(_cpu.log_sum_exp_row.py_func)
@@ -30,13 +30,15 @@ binary_cross_entropy_row = cuda.jit(device=True, inline=True)(
 mse_row = cuda.jit(device=True, inline=True)(_cpu.mse_row.py_func)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss, row_correct,
                                  offset, status, batch):
     B, k = a.shape
     i = cuda.grid(1)
     if i >= B:
         return
+    if act == SOFTMAX:  # the output softmax, folded in here (the forward leaves a alone)
+        softmax_row(a, z, i)
     total = 0.0
     correct = 0.0
     if loss == CROSS_ENTROPY:
@@ -70,7 +72,8 @@ def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
     stats.correct[stats.start + i]
     (float64 device arrays; a row counts 1 for cross_entropy, k for binary_cross_entropy, 0
     for mse), and set stats.status[0] = 1 on a non-finite loss. Targets: y_index (B,) int64
-    labels or y_float (B, k); exactly one has rows."""
+    labels or y_float (B, k); exactly one has rows. A softmax output is computed here, from
+    z, into a (one launch less per step: the training forward skips its row pass)."""
     B = a.shape[0]
     if B == 0:
         return

@@ -19,7 +19,9 @@ from .dropout import delta_epilogue, dropout_rows_kernel, dropping, site_args
 from .losses import loss_forward_backward
 
 NORM_THREADS = 128  # threads per block of the sum-of-squares reduction (a power of two)
-NORM_BLOCKS = 32  # blocks per parameter segment; partial sums are added in order on one thread
+NORM_ITEMS = 16  # elements per thread the reduction's grid is sized for
+NORM_BLOCKS = 1024  # at most this many blocks per parameter segment (team.partials' width);
+#                    the partial sums are added in order on one thread
 
 
 def block(buf, off, rows, cols):
@@ -48,7 +50,7 @@ def vec(buf, off, n):
 def sumsq_kernel(threads):
     """Sum-of-squares partials with a shared-memory tree of `threads` (a power of two)."""
 
-    @cuda.jit
+    @cuda.jit(cache=True)
     def sumsq_partials_kernel(partials, grads, bounds):
         """partials[s, blk] = sum of grads[i]^2 (float64) over block blk's share of segment s,
         grads[bounds[s]:bounds[s+1]]; grid (n_blocks, n_segments)."""
@@ -71,11 +73,15 @@ def sumsq_kernel(threads):
             half //= 2
         if tid == 0:
             partials[seg, cuda.blockIdx.x] = cache[0]
+            # columns past this launch's grid: zero, so that the final sum can read them all
+            for blk in range(cuda.blockIdx.x + cuda.gridDim.x, partials.shape[1],
+                             cuda.gridDim.x):
+                partials[seg, blk] = 0.0
 
     return sumsq_partials_kernel
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     """One thread: grad_norms[l] += ||dW_l|| (segments alternate W_l, b_l), the global norm,
     the divergence flag and the clipping scale (torch's clip_grad_norm_: min(1, max_norm /
@@ -101,11 +107,27 @@ def clip_and_check_kernel(control, grad_norms, partials, clip_norm, status):
     control[1] = 1.0 if status[0] != 0 else 0.0
 
 
+@cuda.jit(cache=True)
+def check_finite_kernel(flag, arr):
+    """flag[0] = 1 when any element of arr (1-d) is NaN or infinite; grid-stride."""
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for i in range(start, arr.shape[0], stride):
+        if not math.isfinite(arr[i]):
+            flag[0] = 1
+
+
 # ---------------------------------------------------------------------------- launchers
 def network_forward(ws, x, B, params, net, drop, step, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
     block. Hidden outputs go through their dropout (`drop`, step `step`) in the GEMM's
     epilogue."""
+    forward_for_loss(ws, x, B, params, net, drop, step, True)
+
+
+def forward_for_loss(ws, x, B, params, net, drop, step, output_softmax):
+    """network_forward; output_softmax=False leaves a softmax output layer's row pass to the
+    loss kernel (training: losses.loss_forward_backward computes it in its own launch)."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     inp = x
@@ -116,7 +138,11 @@ def network_forward(ws, x, B, params, net, drop, step, team):
         b = vec(params, net.b_off[l], fo)
         a = block(ws.A, B * net.unit_off[l], B, fo)
         z = block(ws.Z, B * net.unit_off[l], B, fo)
-        dense_forward(a, z, inp, W, b, net.acts[l], site_args(drop, step, l + 1))
+        act = net.acts[l]
+        if not output_softmax and l == net.acts.shape[0] - 1 and act == _dense.SOFTMAX:
+            _dense.gemm(a, inp, W, bias=b, act=act, Z=z)  # logits z; the loss fills a
+        else:
+            dense_forward(a, z, inp, W, b, act, site_args(drop, step, l + 1))
         inp = a
 
 
@@ -125,6 +151,7 @@ def network_backward(grads, ws, x, B, params, net, drop, step, team):
     go back through the forward's dropout masks (`drop`, step `step`)."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
+    colsum = None if team is None else team.colsum
     for l in range(net.acts.shape[0] - 1, -1, -1):
         fi = net.sizes[l]
         fo = net.sizes[l + 1]
@@ -133,12 +160,12 @@ def network_backward(grads, ws, x, B, params, net, drop, step, team):
         db = vec(grads, net.b_off[l], fo)
         dz = block(ws.D, B * net.unit_off[l], B, fo)
         if l == 0:
-            dense_backward(None, dW, db, dz, x, W)
+            dense_backward(None, dW, db, dz, x, W, colsum)
         else:
             off = B * net.unit_off[l - 1]
             inp = block(ws.A, off, B, fi)
             dprev = block(ws.D, off, B, fi)
-            dense_backward(dprev, dW, db, dz, inp, W)
+            dense_backward(dprev, dW, db, dz, inp, W, colsum)
             delta_epilogue(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1], 0, B, 0, fi,
                            drop, step, l)
 
@@ -157,9 +184,18 @@ def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
 def layer_grad_sumsq(out, grads, ws, B, net, fused, team):
     """out[s, blk] = block blk's part of the sum of squares of segment s of grads (segments
     alternate W_l and b_l, team.bounds; out is team.partials). The GPU always reads the whole
-    gradient (no Gram shortcut, no fused backward: ws, B and fused are the CPU's)."""
-    sumsq_kernel(NORM_THREADS)[(out.shape[1], out.shape[0]), NORM_THREADS](
-        out, grads, team.bounds)
+    gradient (no Gram shortcut, no fused backward: ws, B and fused are the CPU's).
+
+    Grid (norm_blocks(n_params, out.shape[1]), segments): sized to the gradient, so that a
+    thread reads about NORM_ITEMS elements of the largest segment."""
+    blocks = norm_blocks(grads.shape[0], out.shape[1])
+    sumsq_kernel(NORM_THREADS)[(blocks, out.shape[0]), NORM_THREADS](out, grads, team.bounds)
+
+
+def norm_blocks(n, most):
+    """Blocks per segment of the sum-of-squares reduction over n elements:
+    ceil(n / (NORM_THREADS * NORM_ITEMS)), between 1 and `most` (the partials' width)."""
+    return min(max(-(-n // (NORM_THREADS * NORM_ITEMS)), 1), most)
 
 
 def clip_and_check(grad_norms, clip_norm, stats, team):
@@ -167,6 +203,32 @@ def clip_and_check(grad_norms, clip_norm, stats, team):
     skip] for the update; stats.status set on a non-finite gradient."""
     clip_and_check_kernel[1, 1](team.control, grad_norms, team.partials, clip_norm,
                                 stats.status)
+
+
+FINITE_MAX_BLOCKS = 4096  # check_finite: blocks at most (a grid-stride loop does the rest)
+
+
+def check_finite(flag, arr):
+    """flag[0] = 1 (int32 device array) when the 1-d device array arr holds a NaN or an
+    infinity; flag is left alone otherwise (the caller zeroes it). ceil(n / THREADS) blocks,
+    at most FINITE_MAX_BLOCKS."""
+    n = arr.shape[0]
+    if n == 0:
+        return
+    threads = _dense.THREADS
+    blocks = min((n + threads - 1) // threads, FINITE_MAX_BLOCKS)
+    check_finite_kernel[blocks, threads](flag, arr)
+
+
+def flat(arr):
+    """A contiguous device array as a cached 1-d view."""
+    if arr.ndim == 1:
+        return arr
+    cache = arr.__dict__.setdefault("_fastnn_views", {})
+    view = cache.get("flat")
+    if view is None:
+        view = cache["flat"] = arr.reshape(arr.size)
+    return view
 
 
 def segment_bounds(sizes, w_off):
@@ -192,7 +254,7 @@ def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, drop, ste
         dropout_rows_kernel[max((x.size + threads - 1) // threads, 1), threads](
             xin, x, *site_args(drop, step, 0))
         x = xin
-    network_forward(ws, x, B, params, net, drop, step, None)
+    forward_for_loss(ws, x, B, params, net, drop, step, False)
     network_loss(ws, y_index, y_float, B, net, loss, stats, None)
     network_backward(grads, ws, x, B, params, net, drop, step, None)
 

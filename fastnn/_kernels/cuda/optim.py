@@ -11,7 +11,8 @@ float64 device array: control[0] multiplies every gradient element (clipping, 1 
 and control[1] != 0 means "do not update" (a non-finite loss or gradient in this step).
 p (n,) and state (n_slots, n) are device arrays in the parameter dtype, of which elements lo:hi
 are updated, g the (hi - lo,) gradient of those; hyper is the host float64 array; step counts
-from 1.
+from 1. `l2` joins the weight decay (scikit-learn's L2 penalty on the weight matrices:
+the training loop updates their segments with alpha / B, the biases with 0).
 """
 import math
 
@@ -22,7 +23,7 @@ from . import dense as _dense
 
 
 # ---------------------------------------------------------------------------- kernels
-@cuda.jit
+@cuda.jit(cache=True)
 def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control):
     if control[1] != 0.0:
         return
@@ -49,7 +50,7 @@ def sgd_kernel(p, g, state, lr_, momentum_, damp_, wd_, nesterov, first, control
         p[i] -= lr * gi
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_, one_m_b2_,
                 wd_l2_, decay_, amsgrad, control):
     if control[1] != 0.0:
@@ -67,8 +68,9 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
-        pi = p[i] * decay
-        gi = g[i] * scale + wd_l2 * pi
+        p0 = p[i]
+        pi = p0 * decay
+        gi = g[i] * scale + wd_l2 * p0
         mi = state[0, i] + one_m_b1 * (gi - state[0, i])
         vi = beta2 * state[1, i] + one_m_b2 * gi * gi
         state[0, i] = mi
@@ -80,7 +82,7 @@ def adam_kernel(p, g, state, step_size_, inv_bc2_sqrt_, eps_, one_m_b1_, beta2_,
         p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2_sqrt + eps)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
     if control[1] != 0.0:
         return
@@ -98,7 +100,7 @@ def adagrad_kernel(p, g, state, clr_, wd_, eps_, control):
         p[i] -= clr * gi / (math.sqrt(si) + eps)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
     if control[1] != 0.0:
         return
@@ -120,7 +122,7 @@ def adadelta_kernel(p, g, state, lr_, rho_, one_m_rho_, eps_, wd_, control):
         p[i] -= lr * dx
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def rmsprop_kernel(p, g, state, lr_, alpha_, one_m_alpha_, eps_, wd_, momentum_, centered,
                    buf_slot, gbar_slot, control):
     if control[1] != 0.0:
@@ -165,17 +167,17 @@ def _grid(n):
     return max(min((n + threads - 1) // threads, 65536), 1), threads
 
 
-def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def sgd_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.SGD. hyper = [lr, momentum, dampening, weight_decay, nesterov];
     state[0] = momentum buffer (the first gradient at step 1, as torch)."""
     p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     sgd_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                              1.0 - float(hyper[2]), float(hyper[3]), hyper[4] != 0.0,
+                              1.0 - float(hyper[2]), float(hyper[3]) + l2, hyper[4] != 0.0,
                               step == 1, grad_scale)
 
 
-def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adam_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adam / AdamW. hyper = [lr, beta1, beta2, eps, weight_decay, amsgrad,
     decoupled]; state[0] = m, state[1] = v, state[2] = max v (amsgrad).
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps); the two bias corrections are
@@ -188,30 +190,30 @@ def adam_update(p, g, state, hyper, step, grad_scale, lo, hi):
     grid, threads = _grid(p.shape[0])
     adam_kernel[grid, threads](p, g, state, lr / bc1, 1.0 / math.sqrt(bc2), float(hyper[3]),
                                1.0 - b1, b2, 1.0 - b2,
-                               0.0 if decoupled else float(hyper[4]),
+                               l2 if decoupled else float(hyper[4]) + l2,
                                1.0 - lr * float(hyper[4]) if decoupled else 1.0,
                                hyper[5] != 0.0, grad_scale)
 
 
-def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adagrad_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adagrad. hyper = [lr, lr_decay, weight_decay, initial_accumulator_value,
     eps]; state[0] = sum of squared gradients. lr_t = lr / (1 + (t - 1) lr_decay) on the host."""
     p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adagrad_kernel[grid, threads](p, g, state, float(hyper[0]) / (1.0 + (step - 1) * hyper[1]),
-                                  float(hyper[2]), float(hyper[4]), grad_scale)
+                                  float(hyper[2]) + l2, float(hyper[4]), grad_scale)
 
 
-def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def adadelta_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.Adadelta. hyper = [lr, rho, eps, weight_decay]; state = [v, u]."""
     p, state = _elements(p, state, lo, hi)
     grid, threads = _grid(p.shape[0])
     adadelta_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                   1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
+                                   1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]) + l2,
                                    grad_scale)
 
 
-def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
+def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
     """torch.optim.RMSprop. hyper = [lr, alpha, eps, weight_decay, momentum, centered];
     state = [v, momentum buffer (momentum > 0), mean gradient (centered)]."""
     p, state = _elements(p, state, lo, hi)
@@ -219,7 +221,7 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi):
     centered = hyper[5] != 0.0
     grid, threads = _grid(p.shape[0])
     rmsprop_kernel[grid, threads](p, g, state, float(hyper[0]), float(hyper[1]),
-                                  1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]),
+                                  1.0 - float(hyper[1]), float(hyper[2]), float(hyper[3]) + l2,
                                   float(hyper[4]), centered, 1, 2 if use_momentum else 1,
                                   grad_scale)
 
@@ -228,11 +230,11 @@ _UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
             ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
 
 
-def optimizer_update(opt, p, g, step, grad_scale, lo, hi):
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
     """One fused kernel launch of `opt`'s rule (an OptimizerState bundle: code, hyper on the
     host, state on the device) over elements lo:hi, step number `step`."""
     try:
         update = _UPDATES[opt.code]
     except KeyError:
         raise ValueError(f"unknown optimizer code {opt.code!r}") from None
-    update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi)
+    update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, float(l2))

@@ -11,18 +11,22 @@ from numba import cuda
 from . import dense as _dense
 from .dropout import dropout_factor, no_dropout, site_args
 from .network import (
+    NORM_THREADS,
     block,
     clip_and_check,
+    forward_for_loss,
     layer_grad_sumsq,
     network_backward,
     network_forward,
     network_loss,
+    segment_bounds,
+    sumsq_kernel,
     vec,
 )
 from .optim import optimizer_update
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_batch_kernel(xb, yb_index, yb_float, X, y_index, y_float, order, start, B, seed,
                         step, site, threshold, scale):
     """xb[i*n_in + j] = X[order[start+i], j] (through the input's dropout when threshold > 0)
@@ -59,6 +63,30 @@ def gather_batch(ws, data, order, start, B, drop, step, team):
                                          order, start, B, *site_args(drop, step, 0))
 
 
+@cuda.jit
+def add_penalty_kernel(row_loss, offset, B, partials, half_alpha):
+    """row_loss[offset + r] += alpha / 2 * sum(W^2) / B for the B rows of a batch (so its
+    rows sum to the penalty), from the sum-of-squares partials of params' segments (the
+    weights at the even ones)."""
+    r = cuda.grid(1)
+    if r >= B:
+        return
+    sumsq = 0.0
+    for s in range(0, partials.shape[0], 2):
+        for blk in range(partials.shape[1]):
+            sumsq += partials[s, blk]
+    row_loss[offset + r] += half_alpha * sumsq / B
+
+
+def add_penalty(row_loss, offset, B, params, half_alpha, team):
+    """The L2 penalty of the current weights, spread over the batch's rows of row_loss."""
+    sumsq_kernel(NORM_THREADS)[(team.partials.shape[1], team.partials.shape[0]),
+                               NORM_THREADS](team.partials, params, team.bounds)
+    threads = _dense.THREADS
+    add_penalty_kernel[(B + threads - 1) // threads, threads](row_loss, offset, B,
+                                                             team.partials, half_alpha)
+
+
 def train_steps(data, order, start, n_steps, batch_size, params, grads, net, drop, loss, opt,
                 ws, stats, grad_norms, team):
     """Launch up to n_steps minibatch steps over rows order[start:] (device arrays except net,
@@ -66,6 +94,9 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
     backward, gradient norms + clipping + divergence check, fused update; the update is skipped
     on the device once stats.status[0] is set. opt.step_count[0] counts launched steps; step t
     (from 1) draws the dropout masks of step t of `drop`, as on the CPU.
+    opt.alpha > 0: scikit-learn's L2 penalty, alpha / 2 * sum(W^2) / B per batch spread over
+    its rows' losses and alpha * W / B in the weights' update, segment by segment (as the
+    CPU loop).
     Returns the number of steps launched (nothing is synchronised here)."""
     N = order.shape[0]
     n_in = net.sizes[0]
@@ -83,13 +114,23 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
         x = block(ws.xb, 0, B, n_in)
         yi = vec(ws.yb_index, 0, B) if by_index else no_index
         yf = no_float if by_index else block(ws.yb_float, 0, B, k)
-        network_forward(ws, x, B, params, net, drop, step, team)
+        # the loss kernel does a softmax output
+        forward_for_loss(ws, x, B, params, net, drop, step, False)
         network_loss(ws, yi, yf, B, net, loss, stats._replace(start=pos), team)
+        if opt.alpha > 0.0:  # the penalty of the weights this step starts from
+            add_penalty(stats.loss, pos, B, params, 0.5 * opt.alpha, team)
         network_backward(grads, ws, x, B, params, net, drop, step, team)
         layer_grad_sumsq(team.partials, grads, ws, B, net, False, team)
         clip_and_check(grad_norms, opt.clip_norm, stats, team)
         opt.step_count[0] = step
-        optimizer_update(opt, params, grads, step, team.control, 0, n_params)
+        if opt.alpha > 0.0:  # the weights' segments with the penalty, the biases without
+            bounds = segment_bounds(net.sizes, net.w_off)
+            for s in range(bounds.shape[0] - 1):
+                lo, hi = int(bounds[s]), int(bounds[s + 1])
+                optimizer_update(opt, params, grads[lo:hi], step, team.control, lo, hi,
+                                 opt.alpha / B if s % 2 == 0 else 0.0)
+        else:
+            optimizer_update(opt, params, grads, step, team.control, 0, n_params, 0.0)
     return done
 
 
