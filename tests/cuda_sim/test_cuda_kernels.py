@@ -490,6 +490,30 @@ def test_gemm_splits_rows_past_grid_y_limit(monkeypatch, dt):
     close(dx.copy_to_host(), dz.astype(f) @ W.T.astype(f), dt, "split dz @ W.T")
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_row_split_keeps_dropout_rows(monkeypatch, dt):
+    """The epilogue's dropout masks key on the batch row: a GEMM split over several launches
+    (rows past grid.y's limit) drops the same units as the CPU's row-by-row epilogue."""
+    from fastnn._kernels.dropout import dropout_forward_row, keep_threshold, row_key
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 1)  # one TILE (4 rows) per launch: 3 launches
+    rng = np.random.default_rng(24)
+    B, fi, fo = 10, 5, 7
+    x, W, b = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, fo, dt)
+    p, seed, step, site = 0.5, 123, 4, 2
+    drop = (seed, step, site, keep_threshold(p), 1.0 / (1.0 - p))
+    a, z = cuda.device_array((B, fo), dt), cuda.device_array((B, fo), dt)
+    dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b),
+                        cpu_dense.TANH, drop)
+    a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
+    dense_forward_ref(a_ref, z_ref, x, W, b, cpu_dense.TANH)
+    for i in range(B):
+        dropout_forward_row(a_ref[i], row_key(seed, step, site, i), 0, fo, drop[3], drop[4])
+    got = a.copy_to_host()
+    np.testing.assert_array_equal(got == 0, a_ref == 0)
+    assert (a_ref[4:] == 0).any() and (a_ref[4:] != 0).any()  # later launches drop some
+    close(got, a_ref, dt, "split forward with dropout")
+
+
 def test_norm_reduction_grid_sized_to_the_gradient(monkeypatch):
     rng = np.random.default_rng(23)
     sizes = np.array([3, 5, 2], np.int64)
