@@ -24,7 +24,8 @@ class Step:
         self.grads = np.zeros_like(self.model.params)
         params, net = self.model.params, self.model.layout
         self.x = self.X.reshape(-1)
-        self.args = (batch_size, params, net, one_thread(params, net))
+        self.args = (batch_size, params, net, self.model.dropout_layout(0), 1,
+                     one_thread(params, net))
         ws = self.ws
         acts, unit_off = net.acts, net.unit_off
         network_forward(ws.buffers, self.x, *self.args)

@@ -19,8 +19,9 @@ def make_data(sizes, n, seed=0):
     return X, y
 
 
-def make_trainer(network, batch_size, epochs=1):
-    model = fastnn.MLP(NETWORKS[network], activation="relu", output="softmax", seed=0)
+def make_trainer(network, batch_size, epochs=1, dropout=0.0):
+    model = fastnn.MLP(NETWORKS[network], activation="relu", output="softmax", seed=0,
+                       dropout=dropout)
     trainer = fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-3), loss="cross_entropy",
                              batch_size=batch_size, epochs=epochs, seed=0, verbose=0)
     return model, trainer

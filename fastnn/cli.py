@@ -35,6 +35,16 @@ def _int_list(text):
     return sizes
 
 
+def _dropout_rate(text):
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
+    if not 0.0 <= p < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return p
+
+
 def _int_at_least(low):
     """An argparse type: an integer >= low, with a one-line error otherwise."""
     def parse(text):
@@ -82,6 +92,11 @@ def _add_train_arguments(t):
                    help="hidden layer sizes, comma-separated (default: 128)")
     t.add_argument("--activation", default="relu",
                    help="hidden activation: identity, sigmoid, tanh, relu, leaky_relu, elu, gelu")
+    t.add_argument("--dropout", type=_dropout_rate, default=0.0, metavar="P",
+                   help="drop each hidden unit with probability P while training (inverted "
+                        "dropout, as torch's nn.Dropout; default: 0)")
+    t.add_argument("--input-dropout", type=_dropout_rate, default=0.0, metavar="P",
+                   help="the same for the input features (default: 0)")
     t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="auto: classification when the labels are integers or names")
     t.add_argument("--optimizer", default="adam", help="sgd, adagrad, adadelta, rmsprop, adam, "
@@ -207,7 +222,7 @@ def train(args):
         output = "identity"
     sizes = [X_train.shape[1], *args.hidden, n_out]
     model = fastnn.MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
-                       seed=args.seed)
+                       seed=args.seed, dropout=args.dropout, input_dropout=args.input_dropout)
     # the model takes raw rows from now on: fit, predict and the saved file standardize them
     model.set_input_standardization(split.mean, split.std)
     model.classes_ = split.classes

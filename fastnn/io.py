@@ -285,7 +285,10 @@ def save_model(model, path):
     Tensors: "{2l}.weight" = W_l.T with shape (fan_out, fan_in) and "{2l}.bias" (fan_out,), in
     the model's dtype: the state_dict of the matching torch.nn.Sequential. Metadata: format,
     format_version, layer_sizes, activations, output, dtype, init, and when the model has
-    them classes, input_mean and input_std (JSON-encoded strings).
+    them classes, input_mean and input_std, and for a model with dropout its rates, dropout
+    (one per hidden layer) and input_dropout (JSON-encoded strings). Dropout has no
+    parameters, so the tensors (and the torch layout) are those of the same network without
+    it; files without the dropout keys load with no dropout.
     """
     arrays = {}
     for (wk, bk), W, b in zip(_linear_keys(len(model.weights)), model.weights, model.biases):
@@ -302,6 +305,9 @@ def save_model(model, path):
     init = getattr(model, "init", None)
     if isinstance(init, str):
         meta["init"] = json.dumps(init)
+    if any(model.dropout) or model.input_dropout:
+        meta["dropout"] = json.dumps([float(p) for p in model.dropout])
+        meta["input_dropout"] = json.dumps(float(model.input_dropout))
     extras = {"classes": model.classes_, "input_mean": model.input_mean,
               "input_std": model.input_std}
     # tolist: Python str/int/bool/float, and json writes floats as repr (exact round trip)
@@ -392,7 +398,13 @@ def load_model(path):
             if a.dtype != np.dtype(dtype):
                 raise ValueError(f"{path}: tensor {key!r} has dtype {a.dtype}, but the metadata "
                                  f"says {dtype}")
-    model = MLP(sizes, list(acts), output=output, init=init, dtype=dtype, seed=0)
+    dropout = _meta_json(meta, "dropout", path) if "dropout" in meta else 0.0
+    input_dropout = _meta_json(meta, "input_dropout", path) if "input_dropout" in meta else 0.0
+    try:
+        model = MLP(sizes, list(acts), output=output, init=init, dtype=dtype, seed=0,
+                    dropout=dropout, input_dropout=input_dropout)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid dropout metadata: {exc}") from None
     for l, (wk, bk) in enumerate(keys):
         # same dtype on both sides: a plain copy of the bits, NaN payloads included
         model.weights[l][...] = arrays[wk].T

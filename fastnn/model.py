@@ -9,6 +9,7 @@ from . import _threads
 from ._kernels import dense as _dense
 from ._kernels import losses as _losses
 from ._kernels.bundles import Activations, Network
+from ._kernels.dropout import dropout_sites, with_seed
 from ._kernels.layer import scratch_size
 from ._kernels.network import forward_loss_backward
 from ._validation import (
@@ -16,6 +17,8 @@ from ._validation import (
     as_numeric,
     check_choice,
     check_features,
+    check_flag,
+    check_number,
     check_positive_int,
     check_seed,
     check_targets,
@@ -96,6 +99,13 @@ class MLP:
         "he_uniform", "he_normal", "glorot_uniform" or "glorot_normal". Biases start at 0.
     dtype : "float32" (default) or "float64".
     seed : int or None, seeds the initialization.
+    dropout : float or list of floats in [0, 1), one for all or one per hidden layer: during
+        training each hidden unit's output is zeroed with this probability and the survivors
+        are scaled by 1 / (1 - p) (torch's nn.Dropout, inverted dropout). predict, evaluate,
+        validation and loss_and_grad use the whole network (unless loss_and_grad is asked for
+        training=True). The mask is a hash of (seed, optimizer step, layer, row, unit): the
+        same on every thread count and device, and a resumed fit draws the same masks.
+    input_dropout : float in [0, 1), the same for the input features (0.2 in Hinton et al.).
 
     All parameters live in one flat array `params` laid out [W_0, b_0, W_1, b_1, ...];
     `weights[l]` (fan_in, fan_out) and `biases[l]` (fan_out,) are writable views into it.
@@ -112,7 +122,7 @@ class MLP:
     """
 
     def __init__(self, layer_sizes, activation="relu", output="identity", init="auto",
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, dropout=0.0, input_dropout=0.0):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of positive integers, got "
                             f"{layer_sizes!r}")
@@ -150,6 +160,7 @@ class MLP:
             raise ValueError(f"unknown dtype {dt.name!r}; valid: {', '.join(DTYPES)}")
 
         seed = check_seed(seed)
+        rates = _check_dropout(dropout, input_dropout, n_hidden)
 
         # read-only properties below: the kernels trust the private copies, so a rebound
         # layer_sizes or dtype must not let a wrong-width or wrong-dtype X through the checks
@@ -173,6 +184,8 @@ class MLP:
             self._b_off[l] = off
             off += sizes[l + 1]
         self._params = np.zeros(off, dtype=dt)
+        self._dropout_rates = rates  # (input_dropout, hidden layer 1, ...): one per site
+        self._dropout = dropout_sites(rates)  # the kernels' Dropout bundle (its own arrays)
         self._derived()
         self._classes = None      # (n_classes,) labels of the outputs, or None
         self._input_mean = None   # float64 (n_inputs,) standardization, or None
@@ -231,6 +244,22 @@ class MLP:
     @property
     def dtype(self):
         return self._dtype
+
+    @property
+    def dropout(self):
+        """The drop probability of each hidden layer's output (a tuple, read-only: it is part of
+        the saved architecture)."""
+        return self._dropout_rates[1:]
+
+    @property
+    def input_dropout(self):
+        """The drop probability of the input features."""
+        return self._dropout_rates[0]
+
+    def dropout_layout(self, seed):
+        """The dropout as the kernels read it: a Dropout bundle (fastnn/_kernels/bundles.py) of
+        this model's sites keyed by `seed` (a non-negative int)."""
+        return with_seed(self._dropout, seed)
 
     @property
     def params(self):
@@ -373,19 +402,24 @@ class MLP:
     def config(self):
         """The constructor arguments that rebuild this architecture."""
         return {"layer_sizes": list(self.layer_sizes), "activation": list(self.activations),
-                "output": self.output, "init": self.init, "dtype": self.dtype.name}
+                "output": self.output, "init": self.init, "dtype": self.dtype.name,
+                "dropout": list(self.dropout), "input_dropout": self.input_dropout}
 
     def __repr__(self):
         acts = self.activations
         act = repr(acts[0]) if acts and len(set(acts)) == 1 else repr(list(acts))
         init = f", init={self.init!r}" if self.init != "auto" else ""
+        drop = ""
+        if any(self._dropout_rates):
+            drop = (f", dropout=[{', '.join(f'{p:g}' for p in self.dropout)}], "
+                    f"input_dropout={self.input_dropout:g}")
         extra = [f"{self.n_params} params"]
         if self._input_mean is not None:
             extra.append("standardized inputs")
         if self._classes is not None:
             extra.append(f"classes {_short_list(self._classes)}")
         return (f"MLP({list(self.layer_sizes)}, activation={act}, output={self.output!r}"
-                f"{init}, dtype={self.dtype.name!r}; {', '.join(extra)})")
+                f"{init}, dtype={self.dtype.name!r}{drop}; {', '.join(extra)})")
 
     def summary(self, print_fn=print):
         """Print a Keras-like table of the layers: name, input and output shapes (None is
@@ -398,6 +432,10 @@ class MLP:
         acts = list(self.activations) + [self.output]
         for l, W in enumerate(self.weights):
             fan_in, fan_out = W.shape
+            p = self._dropout_rates[l]
+            if p:  # the dropout of this layer's input (Keras lists a Dropout layer)
+                rows.append((f"dropout_{l}", f"(None, {fan_in})", f"(None, {fan_in})",
+                             f"p={p:g} (training)", "-"))
             rows.append((f"dense_{l}", f"(None, {fan_in})", f"(None, {fan_out})", acts[l],
                          f"{fan_in * fan_out + fan_out:,}"))
         widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
@@ -519,23 +557,59 @@ class MLP:
             return _threads.evaluate_on_threads(self.layout, self.params, X, y_index, y_float,
                                                 B, loss_code, out, ws, n_threads, scratch)
 
-    def loss_and_grad(self, X, y, loss=None):
-        """Full-batch mean loss and its gradient: (float, flat array in the layout of params)."""
+    def loss_and_grad(self, X, y, loss=None, training=False, seed=0, step=1):
+        """Full-batch mean loss and its gradient: (float, flat array in the layout of params).
+
+        training=True applies the model's dropout as a training step would: the masks of
+        optimizer step `step` (from 1) under dropout seed `seed` (a Trainer's seed), with row i
+        of X as row i of the step's batch. The masks are a function of these counters, so
+        repeated calls (a finite-difference gradient check) see the same network."""
         loss = resolve_loss(loss, self.output)
         X = self.preprocess(X)
         y_index, y_float = check_targets(y, X.shape[0], self.n_outputs, loss, self.dtype)
+        training = check_flag(training, "training")
+        seed = check_dropout_seed(seed, "seed")
+        step = check_positive_int(step, "step")
+        rates = self._dropout_rates if training else (0.0,) * len(self._dropout_rates)
+        drop = with_seed(dropout_sites(rates), seed)
         ws = Workspace(self, X.shape[0])
         grad = np.empty_like(self.params)
         stats = np.zeros(4)
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
             forward_loss_backward(grad, ws.buffers, X, y_index, y_float, self.params,
-                                  self.layout, LOSSES[loss], stats)
+                                  self.layout, drop, step, LOSSES[loss], stats)
         return _loss_from_stats(stats), grad
 
     def save(self, path):
         """Write the model to a safetensors file (see fastnn.load)."""
         from .io import save_model
         save_model(self, path)
+
+
+def check_dropout_seed(seed, name):
+    """A dropout key: a non-negative int below 2^63."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a non-negative integer, got {seed!r}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"{name} must be a non-negative integer below 2**63, got {seed!r}")
+    return int(seed)
+
+
+def _check_dropout(dropout, input_dropout, n_hidden):
+    """(input_dropout, p_1, ..., p_n_hidden) as floats in [0, 1), validated."""
+    def rate(p, name):
+        return check_number(p, name, low=0.0, high=1.0, high_open=True)
+
+    if isinstance(dropout, (str, bytes)):
+        raise TypeError(f"dropout must be a number or a list of numbers, got {dropout!r}")
+    if hasattr(dropout, "__len__"):
+        if len(dropout) != n_hidden:
+            raise ValueError(f"dropout lists {len(dropout)} rates but there are {n_hidden} "
+                             f"hidden layers")
+        hidden = tuple(rate(p, f"dropout[{i}]") for i, p in enumerate(dropout))
+    else:
+        hidden = (rate(dropout, "dropout"),) * n_hidden
+    return (rate(input_dropout, "input_dropout"),) + hidden
 
 
 def _short_list(values, keep=5):

@@ -90,6 +90,12 @@ class Trainer:
         shuffle_order(seed, e, n): the order depends on (seed, epoch) only, so a fit resumed
         at any epoch (fit(initial_epoch=)) replays the uninterrupted one. With seed=None a
         seed is drawn once per Trainer (`trainer.shuffle_seed`).
+    seed : int or None, seeds the shuffles and keys the model's dropout masks: the mask of
+        optimizer step t is a hash of (seed, t, layer, row, unit), so the same seed gives the
+        same fit, and a fit resumed with the same seed and optimizer (its step count) draws
+        the masks that the uninterrupted fit would. With None (or a numpy seed object) the
+        dropout key is drawn once per Trainer from fresh entropy (from `seed` itself when it
+        is a SeedSequence or Generator).
     callbacks : objects with any of on_train_begin(logs), on_epoch_begin(epoch, logs),
         on_epoch_end(epoch, logs), on_train_end(logs), and optionally set_trainer(trainer)
         and on_train_abort() (called instead of on_train_end when fit raises); see
@@ -147,6 +153,7 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self.shuffle_seed = _shuffle_seed(self.seed)
+        self._dropout_seed = _dropout_key(self.seed)
         self._chunk_steps = 8  # adapted so that a chunk takes about CHUNK_SECONDS
 
     def _callbacks(self, hook, *args):
@@ -264,8 +271,7 @@ class Trainer:
 
         # the settings are read once, here (clip_grad_norm validated by fit)
         steps = open_steps(self.device, model, opt, self.loss, batch, self.clip_grad_norm,
-                           self.alpha, X,
-                           y_index, y_float, val)
+                           self.alpha, X, y_index, y_float, val, self._dropout_seed)
         restore_sigint = bar = None
         try:
             bar = progress_bar((self.epochs - initial_epoch) * N, self.verbose)
@@ -402,6 +408,20 @@ def progress_bar(total, verbose):
     if not verbose:
         return _SilentBar()
     return tqdm(total=total, unit="samples", unit_scale=True, leave=True, dynamic_ncols=True)
+
+
+def _dropout_key(seed):
+    """The dropout masks' key for a Trainer seed: the seed itself when it is an int, else 63
+    bits drawn from it (None: fresh entropy), without touching the shuffles' generator."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed) & 0x7FFFFFFFFFFFFFFF
+    if isinstance(seed, np.random.Generator):
+        seed = seed.bit_generator.seed_seq
+    elif isinstance(seed, np.random.BitGenerator):
+        seed = seed.seed_seq
+    if not isinstance(seed, np.random.SeedSequence):
+        seed = np.random.SeedSequence(seed)
+    return int(seed.spawn(1)[0].generate_state(1, np.uint64)[0]) & 0x7FFFFFFFFFFFFFFF
 
 
 def _mean_target_variance(y_float):

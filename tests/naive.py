@@ -477,3 +477,80 @@ def per_tensor_rel_error(g, g_ref, layer_sizes):
         denom = max(np.max(np.abs(g_ref[sl])), floor)
         worst = max(worst, np.max(np.abs(g[sl] - g_ref[sl])) / denom)
     return worst
+
+
+# --------------------------------------------------------------------------------------------
+# dropout
+# --------------------------------------------------------------------------------------------
+_M32 = 0xFFFFFFFF
+
+
+def lowbias32(x):
+    """Chris Wellons' lowbias32 integer hash of the low 32 bits of x, in Python ints."""
+    x &= _M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def dropout_row_key(seed, step, site, row):
+    """The documented key of one row of one dropout site in one step: lowbias32 chained over
+    the 32-bit words (seed lo, seed hi, step lo, step hi, site, row), from 0x9E3779B9."""
+    k = 0x9E3779B9
+    for w in (seed & _M32, seed >> 32, step & _M32, step >> 32, site, row):
+        k = lowbias32(k ^ w)
+    return k
+
+
+def dropout_mask(seed, step, site, n_rows, n_units, p):
+    """(n_rows, n_units) float64 0/1: unit j of row i is kept when
+    lowbias32(key(i) ^ j) >= round(p * 2^32)."""
+    threshold = min(round(p * 2.0**32), 2**32 - 1)
+    keep = np.zeros((n_rows, n_units))
+    for i in range(n_rows):
+        key = dropout_row_key(seed, step, site, i)
+        for j in range(n_units):
+            keep[i, j] = lowbias32(key ^ j) >= threshold
+    return keep
+
+
+def dropout_masks(rates, seed, step, n_rows, layer_sizes):
+    """Per site s (the input of layer s): the scaled mask m / (1 - p_s), or None when p_s = 0."""
+    return [dropout_mask(seed, step, s, n_rows, layer_sizes[s], p) / (1.0 - p) if p > 0
+            else None for s, p in enumerate(rates)]
+
+
+def dropout_loss_and_grads(params_list, X, y, activation_spec, output, loss, masks):
+    """(loss, dWs, dbs) of a training step with inverted dropout: the input of layer s is
+    multiplied by masks[s] (0 or 1 / (1 - p); None for none), layer s's input being the
+    features (s = 0) or hidden layer s - 1's output; by the chain rule, the delta reaching a
+    dropped input is multiplied by the same mask before its activation's derivative."""
+    check_output_loss(output, loss)
+    Ws = [np.asarray(W, dtype=np.float64) for W in params_list[0::2]]
+    bs = [np.asarray(b, dtype=np.float64) for b in params_list[1::2]]
+    names = hidden_activation_names(activation_spec, len(Ws) - 1) + [output]
+    a = np.asarray(X, dtype=np.float64)
+    inputs, zs, outs = [], [], []
+    for layer, (W, b, name) in enumerate(zip(Ws, bs, names)):
+        if masks[layer] is not None:
+            a = a * masks[layer]
+        inputs.append(a)
+        z = a @ W + b
+        a = activation(name, z)
+        zs.append(z)
+        outs.append(a)
+    Y = targets_as_matrix(y, outs[-1].shape[1], loss)
+    value = loss_value(zs[-1], outs[-1], Y, loss)
+    dWs = [None] * len(Ws)
+    dbs = [None] * len(Ws)
+    da = loss_grad_wrt_output(outs[-1], Y, loss)
+    for layer in reversed(range(len(Ws))):
+        dz = activation_backward(names[layer], zs[layer], outs[layer], da)
+        dWs[layer] = inputs[layer].T @ dz
+        dbs[layer] = np.sum(dz, axis=0)
+        da = dz @ Ws[layer].T
+        if masks[layer] is not None:
+            da = da * masks[layer]
+    return value, dWs, dbs

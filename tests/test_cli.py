@@ -43,6 +43,15 @@ def test_train_prints_the_test_metric_once(capsys):
     assert re.fullmatch(r"test accuracy: 0\.\d{4}\n", out)
 
 
+def test_dropout_flags_reach_the_saved_model(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    path = tmp_path / "m.safetensors"
+    assert cli.main(["train", "--epochs", "1", "--hidden", "16,8", "--dropout", "0.25",
+                     "--input-dropout", "0.1", "--quiet", "--save", str(path)]) == 0
+    model = fastnn.load(path)
+    assert model.dropout == (0.25, 0.25) and model.input_dropout == 0.1
+
+
 def test_patience_restores_best_model_which_is_saved_plotted_and_tested(
         tmp_path, capsys, histories):
     pytest.importorskip("sklearn")
@@ -89,6 +98,8 @@ def test_regression_data_file_reports_r2(tmp_path, capsys, histories):
     (["--patience", "soon"], "argument --patience: expected an integer >= 0"),
     (["--epochs", "abc"], "argument --epochs: expected an integer >= 1, got 'abc'"),
     (["--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["--dropout", "1"], "argument --dropout: must be in [0, 1), got '1'"),
+    (["--input-dropout", "x"], "argument --input-dropout: expected a probability in [0, 1)"),
 ])
 def test_bad_flag_value_is_a_one_line_error(argv, match, capsys):
     with pytest.raises(SystemExit) as exc:

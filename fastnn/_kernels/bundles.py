@@ -21,6 +21,17 @@ class Network(NamedTuple):
     #                       at B * unit_off[l] of the workspace buffers
 
 
+class Dropout(NamedTuple):
+    """Inverted dropout at each layer's input (dropout.py): site s is the input of layer s
+    (s = 0 the input features, s >= 1 the output of hidden layer s - 1). The mask is a hash of
+    (seed, step, site, row, unit), so nothing else travels with it."""
+    threshold: np.ndarray  # (L,) int64 keep a unit when its 32-bit hash >= threshold[s];
+    #                        0 = no dropout at site s (the last site is always 0)
+    scale: np.ndarray  # (L,) float64 1 / (1 - p_s), the survivors' factor
+    keep: np.ndarray  # (L,) float64 1 - p_s
+    seed: int  # int64, >= 0
+
+
 class Activations(NamedTuple):
     """The workspace of batches of up to `capacity` rows: layer l's (B, sizes[l+1]) block of
     A, Z and D starts at B * unit_off[l]; a smaller batch uses their leading part."""

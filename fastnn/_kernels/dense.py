@@ -43,6 +43,32 @@ def keeps_preactivation(act):
 
 
 @njit(cache=True)
+def activation_grad(g, a, z, act, like):
+    """g * act'(z) for one element, the derivative taken from the output a where it can be (z
+    for gelu); `like` (an array) gives the dtype. The elementwise form of activation_backward,
+    shared with the GPU (cuda/dense.py compiles it for the device) and the dropout backward."""
+    t = like.dtype.type
+    zero = t(0.0)
+    one = t(1.0)
+    if act == RELU:
+        return g if a > zero else zero
+    if act == LEAKY_RELU:
+        return g if a > zero else g * t(LEAKY_RELU_SLOPE)
+    if act == TANH:
+        return g * (one - a * a)
+    if act == ELU:
+        return g if a > zero else g * (a + t(ELU_ALPHA))
+    if act == SIGMOID:
+        return g * (a * (one - a))
+    if act == GELU:
+        half = t(0.5)
+        cdf = half * (one + math.erf(z * t(1.0 / math.sqrt(2.0))))
+        pdf = t(1.0 / math.sqrt(2.0 * math.pi)) * math.exp(-half * z * z)
+        return g * (cdf + z * pdf)
+    return g  # IDENTITY
+
+
+@njit(cache=True)
 def bias_activation_forward(a, z, b, act, r0, r1, c0, c1):
     """z += b (row-broadcast), a = act(z) on rows r0:r1, columns c0:c1 (one thread's block);
     one pass. a may be z itself unless keeps_preactivation. Softmax needs whole rows."""

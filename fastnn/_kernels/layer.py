@@ -18,14 +18,8 @@ output columns; dx likewise by rows or by the owned columns.
 from numba import njit
 
 from .blas import gemm
-from .dense import (
-    SOFTMAX,
-    activation_backward,
-    as_variable,
-    bias_activation_forward,
-    bias_activation_inplace,
-    keeps_preactivation,
-)
+from .dense import SOFTMAX, as_variable, keeps_preactivation
+from .dropout import delta_epilogue, output_epilogue
 from .optim import optimizer_update
 from .sync import ALIGN, barrier, share
 
@@ -86,8 +80,9 @@ def _by_rows(B, n_out):
 
 
 @njit(cache=True)
-def layer_forward(ws, x, B, params, net, l, team):
-    """This thread's block of a = act(inp @ W_l + b_l) for layer l."""
+def layer_forward(ws, x, B, params, net, drop, step, l, team):
+    """This thread's block of a = act(inp @ W_l + b_l) for layer l, with the dropout of its
+    output (site l + 1 of `drop` in step `step`) fused in."""
     fi = net.sizes[l]
     fo = net.sizes[l + 1]
     act = net.acts[l]
@@ -108,14 +103,12 @@ def layer_forward(ws, x, B, params, net, l, team):
          0.0, dst, out_off + r0 * fo + c0, fo)
     a = block(ws.A, out_off, B, fo)
     b = params[net.b_off[l]:net.b_off[l] + fo]
-    if keep:
-        bias_activation_forward(a, block(ws.Z, out_off, B, fo), b, act, r0, r1, c0, c1)
-    else:
-        bias_activation_inplace(a, b, act, r0, r1, c0, c1)
+    output_epilogue(a, block(ws.Z, out_off, B, fo) if keep else a, b, act, r0, r1, c0, c1,
+                    drop, step, l + 1)
 
 
 @njit(cache=True)
-def layer_forward_ksplit(ws, x, B, params, net, l, team):
+def layer_forward_ksplit(ws, x, B, params, net, drop, step, l, team):
     """layer_forward for a few rows, split along the inner dimension (see KSPLIT_MAX_ROWS);
     team.scratch (nth, >= B * fo) holds each thread's partial product. Contains one barrier."""
     tid, nth = team.tid, team.nth
@@ -146,11 +139,8 @@ def layer_forward_ksplit(ws, x, B, params, net, l, team):
                 out[j] += part[j]
     a = block(ws.A, out_off, B, fo)
     b = params[net.b_off[l]:net.b_off[l] + fo]
-    if keep:
-        bias_activation_forward(a, block(ws.Z, out_off, B, fo), b, act, as_variable(0), B, c0,
-                                c1)
-    else:
-        bias_activation_inplace(a, b, act, as_variable(0), B, c0, c1)
+    output_epilogue(a, block(ws.Z, out_off, B, fo) if keep else a, b, act, as_variable(0), B,
+                    c0, c1, drop, step, l + 1)
 
 
 @njit(cache=True)
@@ -168,10 +158,11 @@ def bias_grad(db, D, dz_off, fo, B, j0):
 
 
 @njit(cache=True)
-def layer_backward(grads, ws, x, B, params, net, l, team):
+def layer_backward(grads, ws, x, B, params, net, drop, step, l, team):
     """This thread's share of layer l's backward from dz (B, fo) in D's block l: rows of
     dW = inp.T @ dz, entries of db = column sums of dz, and (l > 0) a block of
-    dprev = (dz @ W.T) * act'(prev) in D's block l - 1."""
+    dprev = (dz @ W.T) * act'(prev) in D's block l - 1 (through the dropout of site l when it
+    drops units, the mask of step `step`)."""
     tid, nth = team.tid, team.nth
     D = ws.D
     fi = net.sizes[l]
@@ -211,8 +202,8 @@ def layer_backward(grads, ws, x, B, params, net, l, team):
         return
     gemm(0, 1, r1 - r0, c1 - c0, fo, D, dz_off + r0 * fo, fo, params, w_off + c0 * fo, fo, 0.0,
          D, inp_off + r0 * fi + c0, fi)
-    activation_backward(block(D, inp_off, B, fi), block(ws.A, inp_off, B, fi),
-                        block(ws.Z, inp_off, B, fi), net.acts[l - 1], r0, r1, c0, c1)
+    delta_epilogue(block(D, inp_off, B, fi), block(ws.A, inp_off, B, fi),
+                   block(ws.Z, inp_off, B, fi), net.acts[l - 1], r0, r1, c0, c1, drop, step, l)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -235,13 +226,14 @@ def dot64(u, v):
 
 
 @njit(cache=True)
-def layer_backward_update(grads, ws, x, B, params, net, l, opt, step, team):
+def layer_backward_update(grads, ws, x, B, params, net, drop, l, opt, step, team):
     """layer_backward for a few rows (B <= FUSED_MAX_ROWS) with the optimizer update (step
     number `step` of `opt`, an OptimizerState bundle) of this thread's rows of W and entries of
     b fused in. db stays in grads (the gradient norm reads it); dW is never stored whole:
     returns the sum of squares of this thread's rows of it, taken from each block while it is
-    in cache. dx uses the weights from before the update. The rows of W take opt.alpha's L2
-    penalty, alpha / B (biases none)."""
+    in cache. dx uses the weights from before the update; the dropout of site l (step `step`)
+    is fused into its activation derivative as in layer_backward. The rows of W take
+    opt.alpha's L2 penalty, alpha / B (biases none)."""
     tid, nth = team.tid, team.nth
     scratch = team.scratch[tid]
     D = ws.D
@@ -298,7 +290,7 @@ def layer_backward_update(grads, ws, x, B, params, net, l, opt, step, team):
             hi = w_off + ie * fo
         optimizer_update(opt, params, g, step, 1.0, lo, hi, decay)
     if has_prev and i1 > i0:
-        activation_backward(block(D, dprev_off, B, fi), block(ws.A, inp_off, B, fi),
-                            block(ws.Z, inp_off, B, fi), net.acts[l - 1], as_variable(0), B,
-                            i0, i1)
+        delta_epilogue(block(D, dprev_off, B, fi), block(ws.A, inp_off, B, fi),
+                       block(ws.Z, inp_off, B, fi), net.acts[l - 1], as_variable(0), B, i0, i1,
+                       drop, step, l)
     return sq_w

@@ -13,6 +13,7 @@ from numba import njit
 
 from .bundles import OptimizerState, Team
 from .dense import SOFTMAX, as_variable
+from .dropout import dropout_forward_row, dropping, row_key
 from .layer import (
     FUSED_MAX_ROWS,
     FUSED_MIN_PARAMS,
@@ -30,8 +31,10 @@ from .sync import ALIGN, barrier, share
 
 
 @njit(cache=True)
-def network_forward(ws, x, B, params, net, team):
-    """Forward pass on the batch x; the output lands in A's last block. team.scratch: see
+def network_forward(ws, x, B, params, net, drop, step, team):
+    """Forward pass on the batch x; the output lands in A's last block. Every hidden layer's
+    output goes through its dropout (`drop`, the mask of step `step`; the input's dropout is
+    the caller's, applied to x: see steps.gather_batch). team.scratch: see
     layer_forward_ksplit (may have no rows for one thread). Ends with every thread past a
     barrier."""
     for l in range(net.acts.shape[0]):
@@ -40,24 +43,26 @@ def network_forward(ws, x, B, params, net, team):
                                           and params.shape[0] >= FUSED_MIN_PARAMS)
         if (team.nth > 1 and ksplit and net.acts[l] != SOFTMAX
                 and B * fo <= team.scratch.shape[1]):
-            layer_forward_ksplit(ws, x, B, params, net, l, team)
+            layer_forward_ksplit(ws, x, B, params, net, drop, step, l, team)
         else:
-            layer_forward(ws, x, B, params, net, l, team)
+            layer_forward(ws, x, B, params, net, drop, step, l, team)
         barrier(team.sync, team.nth)
 
 
 @njit(cache=True)
-def network_backward_update(grads, ws, x, B, params, net, fused, opt, step, sq_w, team):
+def network_backward_update(grads, ws, x, B, params, net, drop, fused, opt, step, sq_w, team):
     """Backpropagation in O(L) GEMMs: D's last block holds dL/dz_out on entry (from the loss);
-    each layer turns its delta into dW, db and the previous layer's delta. grads is
+    each layer turns its delta into dW, db and the previous layer's delta (through the
+    forward's dropout masks, step `step` of `drop`). grads is
     overwritten; with `fused`, W is updated instead (layer_backward_update, step number `step`
     of `opt`) and only db lands in grads and sq_w[l] gets this thread's part of ||dW_l||^2.
     Ends with every thread past a barrier."""
     for l in range(net.acts.shape[0] - 1, -1, -1):
         if fused:
-            sq_w[l] = layer_backward_update(grads, ws, x, B, params, net, l, opt, step, team)
+            sq_w[l] = layer_backward_update(grads, ws, x, B, params, net, drop, l, opt, step,
+                                            team)
         else:
-            layer_backward(grads, ws, x, B, params, net, l, team)
+            layer_backward(grads, ws, x, B, params, net, drop, step, l, team)
         barrier(team.sync, team.nth)
 
 
@@ -130,24 +135,34 @@ def one_thread(params, net):
 
 
 @njit(cache=True)
-def network_backward(grads, ws, x, B, params, net, team):
-    """Backward pass from dL/dz_out in D's last block; grads is overwritten (no fused
-    update)."""
+def network_backward(grads, ws, x, B, params, net, drop, step, team):
+    """Backward pass from dL/dz_out in D's last block, through the dropout masks of step
+    `step` of `drop`; grads is overwritten (no fused update)."""
     no_opt = OptimizerState(as_variable(0), np.zeros(0), params[:0].reshape(0, 0),
                             net.sizes[:0], 0.0, 0.0)
-    network_backward_update(grads, ws, x, B, params, net, False, no_opt, as_variable(0),
+    network_backward_update(grads, ws, x, B, params, net, drop, False, no_opt, step,
                             np.zeros(0), team)
 
 
 @njit(cache=True)
-def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, loss, stats):
+def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, drop, step, loss,
+                          stats):
     """One training step's gradient on x (B, sizes[0]), one thread: forward, fused loss +
-    output delta, backward. Returns the batch's summed per-sample loss (stats (4,) accumulate
-    as in loss_forward_backward)."""
+    output delta, backward, with the dropout masks of step `step` of `drop` (the input's
+    applied to a copy of x in ws.xb; row i of x is row i of the step's batch). Returns the
+    batch's summed per-sample loss (stats (4,) accumulate as in loss_forward_backward)."""
     B = x.shape[0]
+    n_in = net.sizes[0]
     flat = x.reshape(x.size)
+    if dropping(drop, 0):
+        flat = ws.xb[:B * n_in]
+        for r in range(B):
+            row = flat[r * n_in:(r + 1) * n_in]
+            row[:] = x[r]
+            dropout_forward_row(row, row_key(drop.seed, step, 0, r), 0, n_in, drop.threshold[0],
+                                drop.scale[0])
     team = one_thread(params, net)
-    network_forward(ws, flat, B, params, net, team)
+    network_forward(ws, flat, B, params, net, drop, step, team)
     total = network_loss(ws, y_index, y_float, B, net, loss, stats, team)
-    network_backward(grads, ws, flat, B, params, net, team)
+    network_backward(grads, ws, flat, B, params, net, drop, step, team)
     return total

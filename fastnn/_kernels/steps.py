@@ -9,6 +9,8 @@ import math
 
 from numba import njit
 
+from .dense import as_variable
+from .dropout import dropout_forward_row, dropping, no_dropout, row_key
 from .fpmode import FLUSH_DENORMALS, read_fp_mode, write_fp_mode
 from .layer import FUSED_MAX_ROWS, FUSED_MIN_PARAMS, block, dot64
 from .network import layer_grad_sumsq, network_backward_update, network_forward, network_loss
@@ -35,17 +37,22 @@ RAN, DIVERGED, ABORTED = 0, 1, 2
 
 
 @njit(cache=True)
-def gather_batch(ws, data, order, start, B, team):
+def gather_batch(ws, data, order, start, B, drop, step, team):
     """Copy this thread's share of the rows order[start:start+B] of data.X and of the targets
-    into the batch buffers ws.xb, ws.yb_index / ws.yb_float."""
+    into the batch buffers ws.xb, ws.yb_index / ws.yb_float; the input's dropout (site 0 of
+    `drop`, the mask of step `step`, row i of the batch) is applied to each row as it lands."""
     X = data.X
     n_in = X.shape[1]
     r0, r1 = share(B, team.tid, team.nth, 1)
+    drop_input = dropping(drop, 0)
     for i in range(r0, r1):
         src = X[order[start + i]]
         dst = ws.xb[i * n_in:(i + 1) * n_in]
         for j in range(n_in):
             dst[j] = src[j]
+        if drop_input:
+            dropout_forward_row(dst, row_key(drop.seed, step, 0, i), 0, n_in,
+                                drop.threshold[0], drop.scale[0])
     if data.y_index.shape[0] > 0:
         for i in range(r0, r1):
             ws.yb_index[i] = data.y_index[order[start + i]]
@@ -59,17 +66,19 @@ def gather_batch(ws, data, order, start, B, team):
 
 
 @njit(cache=True, nogil=True)
-def train_steps(data, order, start, n_steps, batch_size, params, grads, net, loss, opt, ws,
-                stats, grad_norms, team):
+def train_steps(data, order, start, n_steps, batch_size, params, grads, net, drop, loss, opt,
+                ws, stats, grad_norms, team):
     """Run up to n_steps minibatch steps over rows order[start:], with no Python in between.
 
     Step s uses rows order[start + s*batch_size : ... + batch_size] (the last batch may be
     short). Each step: gather, forward, loss, backward, optional norm clipping
     (opt.clip_norm), fused update. opt.alpha > 0 adds scikit-learn's L2 penalty: alpha / 2 *
     sum(W^2) / B to the batch's loss (into stats[tid][0], B times the mean) and alpha * W / B
-    to the weights' gradient, in the update (after clipping, like weight_decay). opt.step_count[0] is the optimizer's step counter
-    (incremented per applied step). stats[tid] (4,) and grad_norms (thread 0) accumulate (see
-    loss_forward_backward, layer_grad_sumsq).
+    to the weights' gradient, in the update (after clipping, like weight_decay).
+    opt.step_count[0] is the optimizer's step counter (incremented per applied step); step
+    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle) at step t,
+    so a resumed fit draws the uninterrupted one's masks. stats[tid] (4,) and grad_norms
+    (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
 
     Called by team.nth threads at once with the same arguments but their own team.tid (nogil),
     or by one. team.sync (zeroed) and team.partial (nth, L + 2) are shared; team.scratch
@@ -93,17 +102,20 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
              and opt.clip_norm <= 0.0)
     done = 0
     status = RAN
+    # thread 0 counts the steps in opt.step_count as they are applied; each thread numbers
+    # them from the count on entry (no thread has passed the first step's barriers yet)
+    first_step = opt.step_count[0] + 1
     for s in range(n_steps):
         pos = start + s * batch_size
         if pos >= N:
             break
         B = min(batch_size, N - pos)
-        gather_batch(ws, data, order, pos, B, team)
+        step = first_step + s
+        gather_batch(ws, data, order, pos, B, drop, step, team)
         barrier(sync, nth)
-        step = opt.step_count[0] + 1  # read after a barrier that thread 0 passes after updating it
         yi = ws.yb_index[:B] if by_index else ws.yb_index[:0]
         yf = block(ws.yb_float, 0, 0 if by_index else B, k)
-        network_forward(ws, ws.xb, B, params, net, team)
+        network_forward(ws, ws.xb, B, params, net, drop, step, team)
         mine[L + 1] = network_loss(ws, yi, yf, B, net, loss, stats[tid], team)
         if opt.alpha > 0.0:  # the penalty of the weights this step starts from
             stats[tid, 0] += 0.5 * opt.alpha * weights_sumsq(params, net, team)
@@ -117,7 +129,8 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
             if not math.isfinite(total):
                 status = DIVERGED
                 break
-        network_backward_update(grads, ws, ws.xb, B, params, net, fused, opt, step, mine, team)
+        network_backward_update(grads, ws, ws.xb, B, params, net, drop, fused, opt, step, mine,
+                                team)
         layer_grad_sumsq(mine, grads, ws, B, net, fused, team)
         if not barrier(sync, nth):
             status = ABORTED
@@ -166,7 +179,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, los
                 status = ABORTED
                 break
         if tid == 0:
-            opt.step_count[0] = step  # the other threads read it after the next gather's barrier
+            opt.step_count[0] = step
         done += 1
     if status == RAN and nth > 1 and atomic_load(sync, SYNC_ABORT) != 0:
         status = ABORTED
@@ -192,6 +205,7 @@ def evaluate_batches(data, batch_size, params, net, loss, ws, stats, out, team):
     k = net.sizes[L]
     has_index = data.y_index.shape[0] > 0
     has_targets = has_index or data.y_float.shape[0] > 0
+    no_drop = no_dropout(net)
     status = RAN
     for pos in range(0, N, batch_size):
         B = min(batch_size, N - pos)
@@ -206,7 +220,7 @@ def evaluate_batches(data, batch_size, params, net, loss, ws, stats, out, team):
         if not barrier(sync, nth):
             status = ABORTED
             break
-        network_forward(ws, ws.xb, B, params, net, team)
+        network_forward(ws, ws.xb, B, params, net, no_drop, as_variable(0), team)
         if out.shape[0] > 0:
             a = block(ws.A, B * net.unit_off[L - 1], B, k)
             for i in range(r0, r1):

@@ -22,12 +22,13 @@ class CpuSteps:
     """See fastnn._steps for the protocol."""
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
-                 val):
+                 val, dropout_seed=0):
         self.model = model
         self.optimizer = optimizer
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.drop = model.dropout_layout(dropout_seed)
         self.alpha = alpha  # the L2 penalty
         self.data = Data(X, y_index, y_float)
         self.val = val
@@ -62,7 +63,8 @@ class CpuSteps:
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
-            model.layout, self.loss_code, self.opt, self.ws.buffers, self.stats, self.norms)
+            model.layout, self.drop, self.loss_code, self.opt, self.ws.buffers, self.stats,
+            self.norms)
         return status == DIVERGED, done
 
     def epoch_metrics(self):

@@ -36,7 +36,7 @@ class CudaSteps:
     """See fastnn._steps for the protocol."""
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
-                 val):
+                 val, dropout_seed=0):
         cuda = require_gpu()
         from .._kernels.cuda import network, steps
         from .._kernels.cuda.bundles import RowStats, Team
@@ -46,6 +46,7 @@ class CudaSteps:
         self.loss_code = LOSSES[loss]
         self.batch = batch
         self.clip_norm = clip_norm
+        self.drop = model.dropout_layout(dropout_seed)
         self.alpha = alpha  # the L2 penalty
         dt = model.dtype
         k = model.n_outputs
@@ -114,7 +115,7 @@ class CudaSteps:
     def run(self, start, n_steps):
         done = self.kernels.train_steps(
             self.data, self.order, start, n_steps, self.batch, self.params, self.grads,
-            self.model.layout, self.loss_code, self.opt, self.ws.buffers, self.stats,
+            self.model.layout, self.drop, self.loss_code, self.opt, self.ws.buffers, self.stats,
             self.norms, self.team)
         self.stale = True
         bad = self.stats.status.copy_to_host()[0] != 0  # waits for the chunk's kernels

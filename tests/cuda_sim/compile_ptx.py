@@ -21,13 +21,13 @@ _dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capabilit
 
 
 def kernels(dt):
-    from fastnn._kernels.cuda import dense, losses, network, optim, steps
+    from fastnn._kernels.cuda import dense, dropout, losses, network, optim, steps
     a1, a2 = dt[::1], dt[:, ::1]
     f8, i8, b1 = T.float64, T.int64, T.boolean
     f1, f2, i1, s1 = T.float64[::1], T.float64[:, ::1], T.int64[::1], T.int32[::1]
     return [
         (dense._gemm_kernel(dense.TILE, dense.TILE_K, dense.WORK),
-         (a2, a2, a2, a2, a1, b1, b1, i8)),
+         (a2, a2, a2, a2, a1, b1, b1, i8, i8, i8, i8, i8, i8, f8)),
         (dense.bias_activation_kernel, (a2, a2, a1, i8)),
         (dense.softmax_rows_kernel, (a2, a2)),
         (dense.activation_backward_kernel, (a2, a2, a2, i8)),
@@ -37,7 +37,9 @@ def kernels(dt):
         (dense.column_finish_kernel, (a1, f2, i8)),
         (network.check_finite_kernel, (s1, a1)),
         (losses.loss_forward_backward_kernel, (a2, a2, a2, i1, a2, i8, i8, f1, f1, i8, s1, i8)),
-        (steps.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8)),
+        (steps.gather_batch_kernel, (a1, i1, a1, a2, i1, a2, i1, i8, i8, i8, i8, i8, i8, f8)),
+        (dropout.dropout_rows_kernel, (a2, a2, i8, i8, i8, i8, f8)),
+        (dropout.dropout_backward_kernel, (a2, a2, a2, i8, i8, i8, i8, i8, f8, f8)),
         (network.sumsq_kernel(network.NORM_THREADS), (f2, a1, i1)),
         (network.clip_and_check_kernel, (f1, f1, f2, f8, s1)),
         (optim.sgd_kernel, (a1, a1, a2, f8, f8, f8, f8, b1, b1, f1)),

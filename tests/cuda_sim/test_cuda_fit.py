@@ -127,6 +127,26 @@ def test_callback_sees_and_replaces_weights():
     assert np.any(seen[1][24:] != 0.0)
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
+def test_fit_with_dropout_matches_cpu(act):
+    """The same counters give the same masks on both devices: a fit with input and hidden
+    dropout (several blocks of every kernel, tiles patched small) matches the CPU's."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12, 6))
+    y = rng.integers(0, 3, 12)
+    out = fit_both(lambda: fastnn.MLP([6, 9, 7, 3], activation=act, output="softmax",
+                                      dtype="float64", seed=4, dropout=[0.5, 0.3],
+                                      input_dropout=0.2),
+                   lambda: fastnn.optim.Adam(lr=0.05),
+                   X, y, (X[:5], y[:5]), batch_size=5, epochs=2, shuffle=True, seed=8)
+    check_same(out)
+    plain = fit_both(lambda: fastnn.MLP([6, 9, 7, 3], activation=act, output="softmax",
+                                        dtype="float64", seed=4),
+                     lambda: fastnn.optim.Adam(lr=0.05),
+                     X, y, batch_size=5, epochs=2, shuffle=True, seed=8)
+    assert not np.allclose(plain["cuda"][0].params, out["cuda"][0].params)  # it dropped
+
+
 class _SwitchSettings(fastnn.Callback):
     """Epoch 0's end: amsgrad on (a third state row); epoch 1's start: the weights scaled."""
 

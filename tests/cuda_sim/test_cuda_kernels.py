@@ -13,6 +13,7 @@ from fastnn._kernels.bundles import Activations, Data, OptimizerState
 from fastnn._kernels.bundles import Team as CpuTeam
 from fastnn._kernels.cuda import dense, losses, network, optim, steps
 from fastnn._kernels.cuda.bundles import RowStats, Team
+from fastnn._kernels.dropout import dropout_sites
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
@@ -219,12 +220,14 @@ def test_gather_batch(targets, dt):
     xb, yi, yf = np.zeros(B * n_in, dt), np.zeros(B, np.int64), np.zeros(B * k, dt)
     none = np.zeros(0, dt)
     team = CpuTeam(0, 1, np.zeros(24, np.int64), np.zeros((1, 0)), np.zeros((1, 0), dt))
+    no_drop = dropout_sites(np.zeros(2))
     cpu_steps.gather_batch(Activations(xb, yi, yf, none, none, none),
-                           Data(X, y_index, y_float), order, start, B, team)
+                           Data(X, y_index, y_float), order, start, B, no_drop, 1, team)
     d = [cuda.to_device(np.zeros_like(v)) for v in (xb, yi, yf)]
     steps.gather_batch(Activations(*d, None, None, None),
                        Data(cuda.to_device(X), cuda.to_device(y_index),
-                            cuda.to_device(y_float)), cuda.to_device(order), start, B, None)
+                            cuda.to_device(y_float)), cuda.to_device(order), start, B,
+                       no_drop, 1, None)
     np.testing.assert_array_equal(d[0].copy_to_host(), xb)
     if targets == "index":
         np.testing.assert_array_equal(d[1].copy_to_host(), yi)
@@ -322,6 +325,49 @@ def test_optimizer_update(case, dt):
                            cuda.to_device(rand(rng, n, dt)), 6,
                            cuda.to_device(np.array([1.0, 1.0])), 0, n, 0.0)
     np.testing.assert_array_equal(d_p.copy_to_host(), before)
+
+
+# ---------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("dt", DTYPES)
+def test_dropout_step_matches_cpu(dt):
+    """One training step's gradient with input and hidden dropout (fastnn/_kernels/dropout.py)
+    on both devices: the same masks (bit for bit: where the CPU dropped a unit its input to
+    the next layer is exactly 0 on the GPU too) and the same gradient."""
+    import fastnn
+    from fastnn._kernels import network as cpu_network
+    from fastnn.model import Workspace
+
+    rng = np.random.default_rng(9)
+    model = fastnn.MLP([7, 11, 9, 3], activation="elu", output="softmax", dtype=dt, seed=2,
+                       dropout=[0.5, 0.4], input_dropout=0.3)
+    B = 13
+    X = rand(rng, (B, 7), dt)
+    y = rng.integers(0, 3, B).astype(np.int64)
+    no_float = np.zeros((0, 3), dt)
+    drop = model.dropout_layout(77)
+    ws = Workspace(model, B)
+    grads = np.zeros_like(model.params)
+    cpu_network.forward_loss_backward(grads, ws.buffers, X, y, no_float, model.params,
+                                      model.layout, drop, 5, cpu_losses.CROSS_ENTROPY,
+                                      np.zeros(4))
+    dws = Workspace(model, B, cuda.device_array)
+    dgrads = cuda.to_device(np.zeros_like(model.params))
+    stats = RowStats(cuda.device_array(B), cuda.device_array(B),
+                     cuda.to_device(np.zeros(1, np.int32)))
+    network.forward_loss_backward(dgrads, dws.buffers, cuda.to_device(X), cuda.to_device(y),
+                                  cuda.to_device(no_float), cuda.to_device(model.params),
+                                  model.layout, drop, 5, losses.CROSS_ENTROPY, stats)
+    U = B * model.layout.unit_off[-1]
+    for name in ("A", "D"):
+        got = getattr(dws, name).copy_to_host()[:U]
+        want = getattr(ws, name)[:U]
+        hidden = slice(0, B * model.layout.unit_off[2])
+        if name == "A":  # the masks: the same zeros
+            np.testing.assert_array_equal(got[hidden] == 0, want[hidden] == 0)
+        close(got, want, dt, f"dropout step {name}")
+    np.testing.assert_array_equal(dws.xb.copy_to_host()[:B * 7] == 0, ws.xb[:B * 7] == 0)
+    assert (ws.xb[:B * 7] == 0).any() and (ws.A[:B * 11] == 0).any()
+    close(dgrads.copy_to_host(), grads, dt, "dropout step grads")
 
 
 # ---------------------------------------------------------------------------- NaN semantics
@@ -442,6 +488,30 @@ def test_gemm_splits_rows_past_grid_y_limit(monkeypatch, dt):
     f = np.float64
     close(dW.copy_to_host(), x.T.astype(f) @ dz.astype(f), dt, "split x.T @ dz")
     close(dx.copy_to_host(), dz.astype(f) @ W.T.astype(f), dt, "split dz @ W.T")
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_gemm_row_split_keeps_dropout_rows(monkeypatch, dt):
+    """The epilogue's dropout masks key on the batch row: a GEMM split over several launches
+    (rows past grid.y's limit) drops the same units as the CPU's row-by-row epilogue."""
+    from fastnn._kernels.dropout import dropout_forward_row, keep_threshold, row_key
+    monkeypatch.setattr(dense, "MAX_GRID_Y", 1)  # one TILE (4 rows) per launch: 3 launches
+    rng = np.random.default_rng(24)
+    B, fi, fo = 10, 5, 7
+    x, W, b = rand(rng, (B, fi), dt), rand(rng, (fi, fo), dt), rand(rng, fo, dt)
+    p, seed, step, site = 0.5, 123, 4, 2
+    drop = (seed, step, site, keep_threshold(p), 1.0 / (1.0 - p))
+    a, z = cuda.device_array((B, fo), dt), cuda.device_array((B, fo), dt)
+    dense.dense_forward(a, z, cuda.to_device(x), cuda.to_device(W), cuda.to_device(b),
+                        cpu_dense.TANH, drop)
+    a_ref, z_ref = np.zeros((B, fo), dt), np.zeros((B, fo), dt)
+    dense_forward_ref(a_ref, z_ref, x, W, b, cpu_dense.TANH)
+    for i in range(B):
+        dropout_forward_row(a_ref[i], row_key(seed, step, site, i), 0, fo, drop[3], drop[4])
+    got = a.copy_to_host()
+    np.testing.assert_array_equal(got == 0, a_ref == 0)
+    assert (a_ref[4:] == 0).any() and (a_ref[4:] != 0).any()  # later launches drop some
+    close(got, a_ref, dt, "split forward with dropout")
 
 
 def test_norm_reduction_grid_sized_to_the_gradient(monkeypatch):

@@ -37,6 +37,7 @@ DEVICE_ONLY = {
     "dense": ("gemm", "column_sum", "column_sum_chunks",  # the tiled GEMM (the CPU calls
               #                                             BLAS: blas.gemm), bias sums
               "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
+    "dropout": ("site_args",),  # the kernels' scalar arguments of one dropout site
     "network": ("block", "vec",  # cached device views of the flat buffers
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device

@@ -16,9 +16,11 @@ patch them small to make several blocks run in the simulator.
 import functools
 import math
 
+import numpy as np
 from numba import cuda
 
 from .. import dense as _cpu
+from .. import dropout as _dropout
 from ..dense import (
     ELU,
     ELU_ALPHA,
@@ -41,10 +43,17 @@ WORK = 4  # each thread computes WORK x WORK outputs: (TILE / WORK)^2 threads pe
 THREADS = 256  # threads per block of the elementwise and per-row kernels
 
 NO_EPILOGUE = -1  # gemm: plain C = op(A) @ op(B)
+NO_DROPOUT = (0, 0, 0, 0, 1.0)  # gemm's epilogue dropout (seed, step, site, threshold, scale)
 
 
 # the CPU kernel's rule, compiled for the device: the backward (or the loss) needs z itself
 keeps_preactivation = cuda.jit(device=True, inline=True)(_cpu.keeps_preactivation.py_func)
+# and its elementwise derivative
+activation_grad = cuda.jit(device=True, inline=True)(_cpu.activation_grad.py_func)
+# the dropout masks' hash (fastnn/_kernels/dropout.py; cuda/dropout.py holds the rest of the
+# GPU's dropout, which needs this module)
+row_key = cuda.jit(device=True, inline=True)(_dropout.row_key.py_func)
+unit_hash = cuda.jit(device=True, inline=True)(_dropout.unit_hash.py_func)
 
 
 # ---------------------------------------------------------------------------- device functions
@@ -70,30 +79,6 @@ def activate(v, act, like):
     return v  # IDENTITY
 
 
-@cuda.jit(device=True, inline=True)
-def activation_grad(g, a, z, act, like):
-    """g * act'(z) with the derivative taken from the output a where it can be (z for gelu)."""
-    t = like.dtype.type
-    zero = t(0.0)
-    one = t(1.0)
-    if act == RELU:
-        return g if a > zero else zero
-    if act == LEAKY_RELU:
-        return g if a > zero else g * t(LEAKY_RELU_SLOPE)
-    if act == TANH:
-        return g * (one - a * a)
-    if act == ELU:
-        return g if a > zero else g * (a + t(ELU_ALPHA))
-    if act == SIGMOID:
-        return g * (a * (one - a))
-    if act == GELU:
-        half = t(0.5)
-        cdf = half * (one + math.erf(z * t(1.0 / math.sqrt(2.0))))
-        pdf = t(1.0 / math.sqrt(2.0 * math.pi)) * math.exp(-half * z * z)
-        return g * (cdf + z * pdf)
-    return g  # IDENTITY
-
-
 # ---------------------------------------------------------------------------- kernels
 @functools.cache
 def _gemm_kernel(tile, tile_k, work):
@@ -105,11 +90,14 @@ def _gemm_kernel(tile, tile_k, work):
     loads = (slab + n_threads - 1) // n_threads  # elements of each slab one thread loads
 
     @cuda.jit(cache=True)
-    def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act):
+    def gemm_kernel(C, Z, A, Bm, bias, trans_a, trans_b, act, row0, seed, step, site,
+                    threshold, scale):
         """C (M, N) = op(A) @ op(B); op(A) = A.T when trans_a (A stored (K, M)), op(B) = B.T
         when trans_b (B stored (N, K)). With act >= 0 the epilogue adds bias (N,) and applies
         the activation: z = acc + b is stored in Z when keeps_preactivation(act), and
-        C = act(z) unless act is softmax (done per row afterwards)."""
+        C = act(z) unless act is softmax (done per row afterwards); with threshold > 0 C goes
+        through the dropout of `site` in step `step` (batch row row0 + m, unit n;
+        fastnn/_kernels/dropout.py; row0: where this launch's rows start, see gemm)."""
         t = C.dtype.type
         zero = t(0.0)
         M, N = C.shape
@@ -180,7 +168,14 @@ def _gemm_kernel(tile, tile_k, work):
                             if keeps_preactivation(act):
                                 Z[m, n] = v
                             if act != SOFTMAX:
-                                C[m, n] = activate(v, act, C)
+                                v = activate(v, act, C)
+                                if threshold > 0:
+                                    key = row_key(seed, step, site, row0 + m)
+                                    if unit_hash(key, n) >= np.uint64(threshold):
+                                        v = v * t(scale)
+                                    else:
+                                        v = zero
+                                C[m, n] = v
 
     return gemm_kernel
 
@@ -293,9 +288,11 @@ def _blocks(n):
     return max((n + THREADS - 1) // THREADS, 1)
 
 
-def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=None):
+def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=None,
+         drop=NO_DROPOUT):
     """C = op(A) @ op(B), op = transpose where asked; with act >= 0 the bias + activation
-    epilogue (see gemm_kernel) writes a = C and, when kept, z = Z.
+    epilogue (see gemm_kernel) writes a = C and, when kept, z = Z; drop: the epilogue's
+    dropout (seed, step, site, threshold, scale), threshold 0 for none.
 
     Grid (ceil(N / TILE), ceil(M / TILE)). Past gridDim.y's limit (M > MAX_GRID_Y * TILE,
     about 4.19M rows with TILE 64) the rows are split over several launches of at most
@@ -307,16 +304,17 @@ def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=No
     kernel = _gemm_kernel(TILE, TILE_K, WORK)
     Z = C if Z is None else Z
     bias = C[0] if bias is None else bias
-    step = MAX_GRID_Y * TILE
-    for m0 in range(0, M, step):
-        m1 = min(m0 + step, M)
+    rows = MAX_GRID_Y * TILE
+    for m0 in range(0, M, rows):
+        m1 = min(m0 + rows, M)
         if m0 == 0 and m1 == M:
             Cp, Zp, Ap = C, Z, A
         else:
             Cp, Zp = C[m0:m1], Z[m0:m1]
             Ap = A[:, m0:m1] if trans_a else A[m0:m1]
         grid = ((N + TILE - 1) // TILE, (m1 - m0 + TILE - 1) // TILE)
-        kernel[grid, (threads, threads)](Cp, Zp, Ap, B, bias, trans_a, trans_b, act)
+        kernel[grid, (threads, threads)](Cp, Zp, Ap, B, bias, trans_a, trans_b, act, m0,
+                                         *drop)
 
 
 def _part(arr, r0, r1, c0, c1):
@@ -391,11 +389,12 @@ def _row(v):
     return view
 
 
-def dense_forward(a, z, x, W, b, act):
+def dense_forward(a, z, x, W, b, act, drop=NO_DROPOUT):
     """a = act(x @ W + b): one GEMM launch with the epilogue fused (plus a row pass for
-    softmax). z receives the pre-activation when keeps_preactivation(act), else it is unused
-    (and may be a itself)."""
-    gemm(a, x, W, bias=b, act=act, Z=z)
+    softmax), and the dropout `drop` ((seed, step, site, threshold, scale), see gemm) of a.
+    z receives the pre-activation when keeps_preactivation(act), else it is unused (and may
+    be a itself)."""
+    gemm(a, x, W, bias=b, act=act, Z=z, drop=drop)
     if act == SOFTMAX:
         softmax_rows_kernel[_blocks(a.shape[0]), THREADS](a, z)
 

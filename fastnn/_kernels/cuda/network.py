@@ -15,6 +15,7 @@ from numba import cuda
 
 from . import dense as _dense
 from .dense import dense_backward, dense_forward
+from .dropout import delta_epilogue, dropout_rows_kernel, dropping, site_args
 from .losses import loss_forward_backward
 
 NORM_THREADS = 128  # threads per block of the sum-of-squares reduction (a power of two)
@@ -117,13 +118,14 @@ def check_finite_kernel(flag, arr):
 
 
 # ---------------------------------------------------------------------------- launchers
-def network_forward(ws, x, B, params, net, team):
+def network_forward(ws, x, B, params, net, drop, step, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
-    block."""
-    forward_for_loss(ws, x, B, params, net, True)
+    block. Hidden outputs go through their dropout (`drop`, step `step`) in the GEMM's
+    epilogue."""
+    forward_for_loss(ws, x, B, params, net, drop, step, True)
 
 
-def forward_for_loss(ws, x, B, params, net, output_softmax):
+def forward_for_loss(ws, x, B, params, net, drop, step, output_softmax):
     """network_forward; output_softmax=False leaves a softmax output layer's row pass to the
     loss kernel (training: losses.loss_forward_backward computes it in its own launch)."""
     if x.ndim == 1:
@@ -140,14 +142,16 @@ def forward_for_loss(ws, x, B, params, net, output_softmax):
         if not output_softmax and l == net.acts.shape[0] - 1 and act == _dense.SOFTMAX:
             _dense.gemm(a, inp, W, bias=b, act=act, Z=z)  # logits z; the loss fills a
         else:
-            dense_forward(a, z, inp, W, b, act)
+            dense_forward(a, z, inp, W, b, act, site_args(drop, step, l + 1))
         inp = a
 
 
-def network_backward(grads, ws, x, B, params, net, team):
-    """Backpropagation: D's last block holds dL/dz_out on entry; grads is overwritten."""
+def network_backward(grads, ws, x, B, params, net, drop, step, team):
+    """Backpropagation: D's last block holds dL/dz_out on entry; grads is overwritten. Deltas
+    go back through the forward's dropout masks (`drop`, step `step`)."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
+    colsum = None if team is None else team.colsum
     for l in range(net.acts.shape[0] - 1, -1, -1):
         fi = net.sizes[l]
         fo = net.sizes[l + 1]
@@ -156,14 +160,14 @@ def network_backward(grads, ws, x, B, params, net, team):
         db = vec(grads, net.b_off[l], fo)
         dz = block(ws.D, B * net.unit_off[l], B, fo)
         if l == 0:
-            dense_backward(None, dW, db, dz, x, W, team.colsum)
+            dense_backward(None, dW, db, dz, x, W, colsum)
         else:
             off = B * net.unit_off[l - 1]
             inp = block(ws.A, off, B, fi)
             dprev = block(ws.D, off, B, fi)
-            dense_backward(dprev, dW, db, dz, inp, W, team.colsum)
-            _dense.activation_backward(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1],
-                                       0, B, 0, fi)
+            dense_backward(dprev, dW, db, dz, inp, W, colsum)
+            delta_epilogue(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1], 0, B, 0, fi,
+                           drop, step, l)
 
 
 def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
@@ -238,11 +242,19 @@ def segment_bounds(sizes, w_off):
     return bounds
 
 
-def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, loss, stats):
+def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, drop, step, loss,
+                          stats):
     """One training step's gradient on x (B, sizes[0]): forward, fused loss + output delta,
-    backward; stats: RowStats whose start is the batch's first row."""
+    backward, with the dropout masks of step `step` of `drop` (the input's applied to a copy
+    of x in ws.xb); stats: RowStats whose start is the batch's first row."""
     B = x.shape[0]
-    forward_for_loss(ws, x, B, params, net, False)
+    if dropping(drop, 0):
+        xin = block(ws.xb, 0, B, net.sizes[0])
+        threads = _dense.THREADS
+        dropout_rows_kernel[max((x.size + threads - 1) // threads, 1), threads](
+            xin, x, *site_args(drop, step, 0))
+        x = xin
+    forward_for_loss(ws, x, B, params, net, drop, step, False)
     network_loss(ws, y_index, y_float, B, net, loss, stats, None)
-    network_backward(grads, ws, x, B, params, net, None)
+    network_backward(grads, ws, x, B, params, net, drop, step, None)
 
