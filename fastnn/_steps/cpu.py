@@ -13,23 +13,18 @@ from .._kernels.fpmode import fp_mode, set_fp_mode
 from .._kernels.layer import scratch_size
 from .._kernels.steps import ABORTED, DIVERGED, train_steps
 from .._validation import all_finite
-from ..model import LOSSES, Workspace
+from ..model import Workspace
+from .base import StepsBase
 
 EVAL_BATCH = 1024  # validation rows per batch
 
 
-class CpuSteps:
+class CpuSteps(StepsBase):
     """See fastnn._steps for the protocol."""
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
                  val, dropout_seed=0):
-        self.model = model
-        self.optimizer = optimizer
-        self.loss_code = LOSSES[loss]
-        self.batch = batch
-        self.clip_norm = clip_norm
-        self.drop = model.dropout_layout(dropout_seed)
-        self.alpha = alpha  # the L2 penalty
+        super().__init__(model, optimizer, loss, batch, clip_norm, alpha, dropout_seed)
         self.data = Data(X, y_index, y_float)
         self.val = val
         self.N = X.shape[0]

@@ -23,6 +23,7 @@ import numpy as np
 from .._kernels.bundles import Data, OptimizerState
 from .._kernels.cuda import require_gpu
 from ..model import LOSSES, Workspace
+from .base import StepsBase
 from .cpu import EVAL_BATCH
 
 
@@ -32,7 +33,7 @@ def _to_device(cuda, y, shape_if_empty, dtype):
     return cuda.to_device(np.ascontiguousarray(y))
 
 
-class CudaSteps:
+class CudaSteps(StepsBase):
     """See fastnn._steps for the protocol."""
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
@@ -40,14 +41,8 @@ class CudaSteps:
         cuda = require_gpu()
         from .._kernels.cuda import network, steps
         from .._kernels.cuda.bundles import RowStats, Team
+        super().__init__(model, optimizer, loss, batch, clip_norm, alpha, dropout_seed)
         self.kernels = steps
-        self.model = model
-        self.optimizer = optimizer
-        self.loss_code = LOSSES[loss]
-        self.batch = batch
-        self.clip_norm = clip_norm
-        self.drop = model.dropout_layout(dropout_seed)
-        self.alpha = alpha  # the L2 penalty
         dt = model.dtype
         k = model.n_outputs
         L = model.n_layers
