@@ -32,6 +32,7 @@ import numpy as np
 
 from ._kernels import blas
 from ._kernels.bundles import Data, Team
+from ._kernels.static import Static
 from ._kernels.steps import evaluate_batches
 from ._kernels.sync import SYNC_ABORT, new_sync
 
@@ -216,11 +217,12 @@ def evaluate_on_threads(network, params, X, y_index, y_float, B, loss_code, out,
                         scratch):
     """evaluate_batches over X in batches of B on n_threads threads, with workspace ws
     (capacity >= B) and the k-split scratch; the caller has set the BLAS pools (limit). The
-    one runner of predict, evaluate and fit's validation. Returns the summed stats (4,)."""
+    one runner of predict, evaluate and fit's validation. Returns the summed stats (4,).
+    The loss code is a compile-time choice (static.Static): only that loss is compiled."""
     stats = np.zeros((n_threads, 4))
     run_on_threads(evaluate_batches, n_threads,
-                   (Data(X, y_index, y_float), B, params, network, loss_code, ws.buffers, stats,
-                    out), _NO_PARTIAL, scratch)
+                   (Data(X, y_index, y_float), B, params, network, Static(loss_code), ws.buffers,
+                    stats, out), _NO_PARTIAL, scratch)
     return stats.sum(axis=0)
 
 

@@ -12,6 +12,7 @@ from ._kernels.bundles import Activations, Network
 from ._kernels.dropout import dropout_sites, with_seed
 from ._kernels.layer import scratch_size
 from ._kernels.network import forward_loss_backward
+from ._kernels.static import Static
 from ._validation import (
     all_finite,
     as_numeric,
@@ -511,8 +512,10 @@ class MLP:
         batch_size = check_positive_int(batch_size, "batch_size")
         B = min(batch_size, X.shape[0])
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        # (no targets, so no loss is computed; the fit's loss shares the fit's compiled kernel)
         self._evaluate_batches(X, np.empty(0, np.int64),
-                               np.empty((0, self.n_outputs), self.dtype), B, 0, out)
+                               np.empty((0, self.n_outputs), self.dtype), B,
+                               LOSSES[resolve_loss(None, self.output)], out)
         return out
 
     def predict_classes(self, X, batch_size=1024):
@@ -577,7 +580,7 @@ class MLP:
         stats = np.zeros(4)
         with _threads.compute_threads(self.layer_sizes, X.shape[0]):
             forward_loss_backward(grad, ws.buffers, X, y_index, y_float, self.params,
-                                  self.layout, drop, step, LOSSES[loss], stats)
+                                  self.layout, drop, step, Static(LOSSES[loss]), stats)
         return _loss_from_stats(stats), grad
 
     def save(self, path):

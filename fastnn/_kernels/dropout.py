@@ -127,7 +127,11 @@ def recovered_activation_backward_row(dz, a, z, act, n, keep):
 @njit(cache=True)
 def dropping(drop, site):
     """Whether dropout site `site` (the input of layer `site`) drops anything: checked once
-    per layer, so a network without dropout runs no dropout code."""
+    per layer, so a network without dropout runs no dropout code. `drop` None (a fit without
+    dropout, inference) is a compile-time "never": the kernels test `drop is None` on their
+    argument, which Numba resolves before typing, so no dropout code is even compiled."""
+    if drop is None:
+        return False
     return site < drop.threshold.shape[0] and drop.threshold[site] > 0
 
 
@@ -137,7 +141,7 @@ def output_epilogue(a, z, b, act, r0, r1, c0, c1, drop, step, site):
     blocks; z is a itself when the activation keeps no pre-activation), then, when `site`
     drops units, the dropout of each row while it is in cache."""
     keep = keeps_preactivation(act)
-    if not dropping(drop, site):
+    if drop is None or not dropping(drop, site):
         if keep:
             bias_activation_forward(a, z, b, act, r0, r1, c0, c1)
         else:
@@ -160,7 +164,7 @@ def delta_epilogue(dz, a, z, act, r0, r1, c0, c1, drop, step, site):
     row by row while the row is in cache. a holds the dropped output: for relu, leaky_relu,
     identity and gelu (z) the derivative of a kept unit reads the same from it, for the others
     the output is recovered as a * (1 - p)."""
-    if not dropping(drop, site):
+    if drop is None or not dropping(drop, site):
         activation_backward(dz, a, z, act, r0, r1, c0, c1)
         return
     thr, scale = drop.threshold[site], drop.scale[site]

@@ -10,8 +10,10 @@ them has rows. Shapes: z, a, dz (B, k) output pre-activation, activation, and gr
 import math
 
 from numba import njit
+from numba.extending import overload
 
 from .dense import SOFTMAX, activation_backward, as_variable
+from .static import choose
 
 MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 
@@ -105,40 +107,92 @@ def mse_row(dz, a, y_index, y_float, i, two_over_n):
 
 
 @njit(cache=True)
+def cross_entropy_rows(dz, z, a, y_index, y_float, act, batch):
+    """The rows of a softmax cross-entropy (see loss_forward_backward): returns (summed loss,
+    correct predictions, predictions counted)."""
+    B = a.shape[0]
+    total = 0.0
+    correct = 0.0
+    inv_b = dz.dtype.type(1.0 / batch)
+    for i in range(B):
+        lse, best = log_sum_exp_row(z, a, i, act)
+        row, ok = cross_entropy_row(dz, z, a, y_index, y_float, i, lse, best, inv_b)
+        total += row
+        correct += ok
+    return total, correct, B
+
+
+@njit(cache=True)
+def binary_cross_entropy_rows(dz, z, a, y_index, y_float, act, batch):
+    """The rows of a sigmoid binary cross-entropy, as cross_entropy_rows."""
+    B, k = a.shape
+    total = 0.0
+    correct = 0.0
+    inv_n = dz.dtype.type(1.0 / (batch * k))
+    inv_k = 1.0 / k
+    for i in range(B):
+        row, ok = binary_cross_entropy_row(dz, z, a, y_float, i, inv_n)
+        total += row * inv_k
+        correct += ok
+    return total, correct, B * k
+
+
+@njit(cache=True)
+def mse_rows(dz, z, a, y_index, y_float, act, batch):
+    """The rows of the mean squared error on any output activation, then through act, as
+    cross_entropy_rows (no predictions counted)."""
+    B, k = a.shape
+    total = 0.0
+    inv_k = 1.0 / k
+    two_over_n = dz.dtype.type(2.0 / (batch * k))
+    for i in range(B):
+        total += mse_row(dz, a, y_index, y_float, i, two_over_n) * inv_k
+    activation_backward(dz, a, z, act, as_variable(0), B, as_variable(0), k)
+    return total, 0.0, 0
+
+
+_ROWS = {CROSS_ENTROPY: cross_entropy_rows, BINARY_CROSS_ENTROPY: binary_cross_entropy_rows,
+         MSE: mse_rows}
+
+
+def _rows_any(dz, z, a, y_index, y_float, loss, act, batch):
+    """The rows of the loss chosen at run time."""
+    if loss == CROSS_ENTROPY:
+        return cross_entropy_rows(dz, z, a, y_index, y_float, act, batch)
+    if loss == BINARY_CROSS_ENTROPY:
+        return binary_cross_entropy_rows(dz, z, a, y_index, y_float, act, batch)
+    return mse_rows(dz, z, a, y_index, y_float, act, batch)
+
+
+def loss_rows(dz, z, a, y_index, y_float, loss, act, batch):
+    """(summed loss, correct, counted) of the rows of `loss` (a code; in compiled code a
+    static.Static code compiles that loss alone, a plain int all of them)."""
+    return _rows_any(dz, z, a, y_index, y_float, loss, act, batch)
+
+
+@overload(loss_rows)
+def _loss_rows_overload(dz, z, a, y_index, y_float, loss, act, batch):
+    rows = choose(loss, _ROWS, None)
+    if rows is None:
+        return _rows_any
+
+    def one_loss(dz, z, a, y_index, y_float, loss, act, batch):
+        return rows(dz, z, a, y_index, y_float, act, batch)
+    return one_loss
+
+
+@njit(cache=True)
 def loss_forward_backward(dz, z, a, y_index, y_float, loss, act, stats, batch):
     """Write dL/dz into dz (for the mean loss over a batch of `batch` rows, of which these B
     rows are one thread's share) and accumulate into stats (float64):
     stats[0] += sum over samples of the per-sample loss (so stats[0] / B is the batch loss),
     stats[1] += B, stats[2] += correct predictions, stats[3] += predictions counted.
-    Returns this batch's summed per-sample loss (non-finite signals divergence)."""
-    B, k = a.shape
-    total = 0.0
-    correct = 0.0
-    counted = 0
-    if loss == CROSS_ENTROPY:  # softmax output
-        inv_b = dz.dtype.type(1.0 / batch)
-        for i in range(B):
-            lse, best = log_sum_exp_row(z, a, i, act)
-            row, ok = cross_entropy_row(dz, z, a, y_index, y_float, i, lse, best, inv_b)
-            total += row
-            correct += ok
-        counted = B
-    elif loss == BINARY_CROSS_ENTROPY:  # sigmoid output
-        inv_n = dz.dtype.type(1.0 / (batch * k))
-        inv_k = 1.0 / k
-        for i in range(B):
-            row, ok = binary_cross_entropy_row(dz, z, a, y_float, i, inv_n)
-            total += row * inv_k
-            correct += ok
-        counted = B * k
-    else:  # MSE on any output activation, then through act
-        inv_k = 1.0 / k
-        two_over_n = dz.dtype.type(2.0 / (batch * k))
-        for i in range(B):
-            total += mse_row(dz, a, y_index, y_float, i, two_over_n) * inv_k
-        activation_backward(dz, a, z, act, as_variable(0), B, as_variable(0), k)
+    Returns this batch's summed per-sample loss (non-finite signals divergence).
+
+    `loss`: a code; a static.Static code (the training loop's) compiles that loss alone."""
+    total, correct, counted = loss_rows(dz, z, a, y_index, y_float, loss, act, batch)
     stats[0] += total
-    stats[1] += B
+    stats[1] += a.shape[0]
     stats[2] += correct
     stats[3] += counted
     return total

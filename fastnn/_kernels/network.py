@@ -154,7 +154,7 @@ def forward_loss_backward(grads, ws, x, y_index, y_float, params, net, drop, ste
     B = x.shape[0]
     n_in = net.sizes[0]
     flat = x.reshape(x.size)
-    if dropping(drop, 0):
+    if drop is not None and dropping(drop, 0):
         flat = ws.xb[:B * n_in]
         for r in range(B):
             row = flat[r * n_in:(r + 1) * n_in]

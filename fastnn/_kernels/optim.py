@@ -19,6 +19,9 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
+
+from .static import choose
 
 SGD, ADAM, ADAGRAD, ADADELTA, RMSPROP = range(5)
 
@@ -201,11 +204,8 @@ def rmsprop_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
             p[i] -= lr * gi / d
 
 
-@njit(cache=True)
-def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
-    """One fused pass of `opt`'s rule (an OptimizerState bundle: code, hyper, state) over
-    elements lo:hi of p and opt.state (one thread's share; 0, p.size for all), step number
-    `step` (from 1), g the gradient of those hi - lo elements."""
+def _update_any(opt, p, g, step, grad_scale, lo, hi, l2):
+    """optimizer_update with the rule chosen at run time, from opt.code."""
     code = opt.code
     if code == SGD:
         sgd_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
@@ -219,3 +219,31 @@ def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
         rmsprop_update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
     else:
         raise ValueError("unknown optimizer code")
+
+
+_UPDATES = {SGD: sgd_update, ADAM: adam_update, ADAGRAD: adagrad_update,
+            ADADELTA: adadelta_update, RMSPROP: rmsprop_update}
+
+
+def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
+    """One fused pass of `opt`'s rule (an OptimizerState bundle: code, hyper, state) over
+    elements lo:hi of p and opt.state (one thread's share; 0, p.size for all), step number
+    `step` (from 1), g the gradient of those hi - lo elements.
+
+    Compiled code with a static opt.code (static.Static: the training loop's) compiles that
+    rule alone; with a plain int code, every rule behind a run-time branch."""
+    _update_any_compiled(opt, p, g, step, grad_scale, lo, hi, l2)
+
+
+_update_any_compiled = njit(cache=True)(_update_any)
+
+
+@overload(optimizer_update)
+def _optimizer_update_overload(opt, p, g, step, grad_scale, lo, hi, l2):
+    update = choose(opt.types[opt.fields.index("code")], _UPDATES, None)
+    if update is None:
+        return _update_any
+
+    def one_rule(opt, p, g, step, grad_scale, lo, hi, l2):
+        update(p, g, opt.state, opt.hyper, step, grad_scale, lo, hi, l2)
+    return one_rule

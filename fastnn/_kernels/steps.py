@@ -10,7 +10,7 @@ import math
 from numba import njit
 
 from .dense import as_variable
-from .dropout import dropout_forward_row, dropping, no_dropout, row_key
+from .dropout import dropout_forward_row, dropping, row_key
 from .fpmode import FLUSH_DENORMALS, read_fp_mode, write_fp_mode
 from .layer import FUSED_MAX_ROWS, FUSED_MIN_PARAMS, block, dot64
 from .network import layer_grad_sumsq, network_backward_update, network_forward, network_loss
@@ -50,7 +50,7 @@ def gather_batch(ws, data, order, start, B, drop, step, team):
         dst = ws.xb[i * n_in:(i + 1) * n_in]
         for j in range(n_in):
             dst[j] = src[j]
-        if drop_input:
+        if drop is not None and drop_input:
             dropout_forward_row(dst, row_key(drop.seed, step, 0, i), 0, n_in,
                                 drop.threshold[0], drop.scale[0])
     if data.y_index.shape[0] > 0:
@@ -76,7 +76,8 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
     sum(W^2) / B to the batch's loss (into stats[tid][0], B times the mean) and alpha * W / B
     to the weights' gradient, in the update (after clipping, like weight_decay).
     opt.step_count[0] is the optimizer's step counter (incremented per applied step); step
-    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle) at step t,
+    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle, or None for
+    none: see dropout.dropping) at step t,
     so a resumed fit draws the uninterrupted one's masks. stats[tid] (4,) and grad_norms
     (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
 
@@ -205,7 +206,6 @@ def evaluate_batches(data, batch_size, params, net, loss, ws, stats, out, team):
     k = net.sizes[L]
     has_index = data.y_index.shape[0] > 0
     has_targets = has_index or data.y_float.shape[0] > 0
-    no_drop = no_dropout(net)
     status = RAN
     for pos in range(0, N, batch_size):
         B = min(batch_size, N - pos)
@@ -220,7 +220,7 @@ def evaluate_batches(data, batch_size, params, net, loss, ws, stats, out, team):
         if not barrier(sync, nth):
             status = ABORTED
             break
-        network_forward(ws, ws.xb, B, params, net, no_drop, as_variable(0), team)
+        network_forward(ws, ws.xb, B, params, net, None, as_variable(0), team)
         if out.shape[0] > 0:
             a = block(ws.A, B * net.unit_off[L - 1], B, k)
             for i in range(r0, r1):

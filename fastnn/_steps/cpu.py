@@ -11,6 +11,7 @@ from .. import _threads
 from .._kernels.bundles import Data, OptimizerState
 from .._kernels.fpmode import fp_mode, set_fp_mode
 from .._kernels.layer import scratch_size
+from .._kernels.static import Static
 from .._kernels.steps import ABORTED, DIVERGED, train_steps
 from .._validation import all_finite
 from ..model import Workspace
@@ -27,6 +28,8 @@ class CpuSteps(StepsBase):
         super().__init__(model, optimizer, loss, batch, clip_norm, alpha, dropout_seed)
         self.data = Data(X, y_index, y_float)
         self.val = val
+        # without dropout the kernels get None and compile no dropout code (dropout.dropping)
+        self.kernel_drop = self.drop if np.any(self.drop.threshold) else None
         self.N = X.shape[0]
         self.ws = Workspace(model, batch)
         self.val_ws = (Workspace(model, min(EVAL_BATCH, val[0].shape[0])) if val is not None
@@ -48,8 +51,9 @@ class CpuSteps(StepsBase):
     def begin_epoch(self, order, code, hyper, state):
         self.order = order
         self.state = state
-        self.opt = OptimizerState(code, hyper, state, self.optimizer.step_count, self.clip_norm,
-                                  self.alpha)
+        # the rule's code as a compile-time choice: the fit compiles only its own rule
+        self.opt = OptimizerState(Static(code), hyper, state, self.optimizer.step_count,
+                                  self.clip_norm, self.alpha)
         self.stats[:] = 0
         self.norms[:] = 0
 
@@ -58,7 +62,7 @@ class CpuSteps(StepsBase):
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
-            model.layout, self.drop, self.loss_code, self.opt, self.ws.buffers, self.stats,
+            model.layout, self.kernel_drop, Static(self.loss_code), self.opt, self.ws.buffers, self.stats,
             self.norms)
         return status == DIVERGED, done
 
