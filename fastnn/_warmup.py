@@ -8,9 +8,12 @@ image. The cache sits next to fastnn's kernel sources (or Numba's user-wide cach
 when that is read-only; NUMBA_CACHE_DIR chooses another), and it is only valid on the CPU
 model it was compiled on: warm up on the kind of machine that will train.
 
-What is compiled: per dtype, everything a fit (with validation), predict and evaluate run:
-the training loop with every optimizer, loss and activation (they are run-time choices in one
-compiled loop) and the evaluation kernel.
+What is compiled: per dtype, everything a fit (with validation), predict and evaluate run. The
+optimizer rule and the loss are compile-time choices (a fit compiles only its own; see
+fastnn/_kernels/static.py), so the training loop is compiled once per optimizer (SGD, Adam and
+AdamW, Adagrad, Adadelta, RMSprop, with cross-entropy) and once per other loss (mse,
+binary cross-entropy, with Adam), without dropout; activations and architectures are run-time
+data. A fit outside these (SGD with mse, any fit with dropout) compiles its own version once.
 """
 import time
 
@@ -47,22 +50,26 @@ def warmup(dtypes=DTYPES):
         if d not in DTYPES:
             raise ValueError(f"dtypes: expected values from {DTYPES}, got {d!r}")
     from .model import MLP
-    from .optim import Adam
+    from .optim import SGD, Adadelta, Adagrad, Adam, RMSprop
     from .trainer import Trainer
 
     kernels = _kernels()
     rng = np.random.default_rng(0)
     X = rng.standard_normal((48, 6))
     y = np.arange(48) % 3
+    Y = np.eye(3)[y]  # one-hot: targets for mse and binary cross-entropy
     report = []
     for dtype in dtypes:
         before = _counts(kernels)
         t = time.perf_counter()
-        model = MLP([6, 8, 3], activation="relu", output="softmax", dtype=dtype, seed=0)
-        Trainer(model, Adam(lr=1e-3), batch_size=16, epochs=1, verbose=0, seed=0).fit(
-            X, y, validation_data=(X[:16], y[:16]))
-        model.predict(X)
-        model.evaluate(X, y)
+        fits = [("softmax", y, opt) for opt in (SGD, Adam, Adagrad, Adadelta, RMSprop)]
+        fits += [("identity", Y, Adam), ("sigmoid", Y, Adam)]  # mse, binary cross-entropy
+        for output, targets, optimizer in fits:
+            model = MLP([6, 8, 3], activation="relu", output=output, dtype=dtype, seed=0)
+            Trainer(model, optimizer(lr=1e-3), batch_size=16, epochs=1, verbose=0,
+                    seed=0).fit(X, targets, validation_data=(X[:16], targets[:16]))
+            model.predict(X)
+            model.evaluate(X, targets)
         after = _counts(kernels)
         compiled = [n for n in kernels if after[n][1] > before[n][1]]
         loaded = [n for n in kernels if after[n][0] > before[n][0]]

@@ -1,8 +1,9 @@
 """Data helpers: exact stratified train/validation/test splits, Keras' validation_split, the
 bundled digits data set, and loaders for user tables (.npz / .csv, numeric features, labels
-numbers or names). Pure numpy; scikit-learn
-is imported only by `load_digits_split`."""
+numbers or names). Pure numpy; the digits come from scikit-learn's package data (read without
+importing scikit-learn when its file is where scikit-learn keeps it)."""
 import csv
+import importlib.util
 import math
 import numbers
 import os
@@ -262,18 +263,39 @@ class DigitsSplit(_DigitsParts):
     std: np.ndarray
 
 
+def _digits():
+    """scikit-learn's digits: X (1797, 64) float64 and y (1797,) int64, as
+    sklearn.datasets.load_digits(return_X_y=True) gives them. Read straight from the CSV that
+    scikit-learn ships (its loader parses the same file) when it is there: importing
+    scikit-learn takes about a second, more than the first command's training. ImportError
+    without scikit-learn."""
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError, AttributeError):  # (a module entry set to None)
+        spec = None
+    if spec is None or spec.origin is None:
+        raise ImportError("scikit-learn is not installed")
+    path = os.path.join(os.path.dirname(spec.origin), "datasets", "data", "digits.csv.gz")
+    if os.path.isfile(path):
+        data = np.loadtxt(path, delimiter=",")
+        return data[:, :-1], data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # another layout: scikit-learn's own loader
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float64), y.astype(np.int64)
+
+
 def load_digits_split(seed=0):
     """The digits data set (1797 samples, bundled with scikit-learn, no download), split
     stratified 70/15/15 with `train_val_test_split` and standardized with the mean and std of
     the train part only (no leakage from validation/test); returns a `DigitsSplit`."""
     try:
-        from sklearn.datasets import load_digits
+        X, y = _digits()
     except ImportError as exc:
         raise ImportError("load_digits_split needs scikit-learn: pip install "
                           "'fastnn[sklearn]'") from exc
-    X, y = load_digits(return_X_y=True)
     X_tr, X_va, X_te, y_tr, y_va, y_te = train_val_test_split(
-        X.astype(np.float64), y.astype(np.int64), val_size=0.15, test_size=0.15,
+        X, y, val_size=0.15, test_size=0.15,
         stratify=True, seed=seed)
     mean, std = standardization(X_tr)  # constant pixels (the digits' borders) stay 0
     f32 = [((a - mean) / std).astype(np.float32) for a in (X_tr, X_va, X_te)]
@@ -602,12 +624,10 @@ def load_split(path=None, val_size=0.15, test_size=0.15, seed=0, task="auto",
     training part only, and the classes."""
     if path is None:
         try:
-            from sklearn.datasets import load_digits
+            X, y = _digits()
         except ImportError:
             raise ValueError("the default data set needs scikit-learn: pip install "
                              "'fastnn[sklearn]', or pass a data file") from None
-        X, y = load_digits(return_X_y=True)
-        X, y = X.astype(np.float64), y.astype(np.int64)
     else:
         X, y = load_table(path, label_column)
     if task not in ("auto", "classification", "regression"):

@@ -1,5 +1,6 @@
 """Splits (disjoint, complete, stratified within one sample, reproducible), Keras'
 validation_split, the digits loader and the user table loader."""
+import os
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from fastnn.data import (
     DigitsSplit,
+    _digits,
     class_labels,
     encode_labels,
     load_digits_split,
@@ -303,8 +305,24 @@ def test_load_digits_split():
     assert not np.array_equal(d.y_train, other.y_train)
 
 
-def test_load_digits_split_without_sklearn(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
+def test_digits_read_from_the_file_are_scikit_learns():
+    """The digits are read from scikit-learn's CSV without importing scikit-learn (a second of
+    the first command's start): the same values and dtypes as its loader gives."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = _digits()
+    X_ref, y_ref = datasets.load_digits(return_X_y=True)
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    assert np.array_equal(X, X_ref) and np.array_equal(y, y_ref)
+
+
+@pytest.mark.parametrize("missing", ["sklearn", "sklearn.datasets"])
+def test_load_digits_split_without_sklearn(monkeypatch, missing):
+    pytest.importorskip("sklearn")
+    if missing == "sklearn":
+        monkeypatch.setitem(sys.modules, "sklearn", None)  # not installed
+    else:  # its data file elsewhere, and its loader not importable
+        monkeypatch.setattr(os.path, "isfile", lambda path: False)
+        monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match=r"pip install 'fastnn\[sklearn\]'"):
         load_digits_split()
 

@@ -109,7 +109,7 @@ def layer_grad_sumsq(out, grads, ws, B, net, fused, team):
         sq_w = 0.0
         if B <= GRAM_NORM_MAX_ROWS:
             if tid == 0:
-                inp = (block(ws.xb, 0, B, fi) if l == 0
+                inp = (block(ws.xb, as_variable(0), B, fi) if l == 0
                        else block(ws.A, B * net.unit_off[l - 1], B, fi))
                 dz = block(ws.D, B * net.unit_off[l], B, fo)
                 for r in range(B):

@@ -115,7 +115,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
         gather_batch(ws, data, order, pos, B, drop, step, team)
         barrier(sync, nth)
         yi = ws.yb_index[:B] if by_index else ws.yb_index[:0]
-        yf = block(ws.yb_float, 0, 0 if by_index else B, k)
+        yf = block(ws.yb_float, as_variable(0), 0 if by_index else B, k)
         network_forward(ws, ws.xb, B, params, net, drop, step, team)
         mine[L + 1] = network_loss(ws, yi, yf, B, net, loss, stats[tid], team)
         if opt.alpha > 0.0:  # the penalty of the weights this step starts from
