@@ -172,7 +172,7 @@ def loss_rows(dz, z, a, y_index, y_float, loss, act, batch):
 
 @overload(loss_rows)
 def _loss_rows_overload(dz, z, a, y_index, y_float, loss, act, batch):
-    rows = choose(loss, _ROWS, None)
+    rows = choose(loss, _ROWS, mse_rows)  # (mse for an unknown code, as _rows_any does)
     if rows is None:
         return _rows_any
 

@@ -238,9 +238,13 @@ def optimizer_update(opt, p, g, step, grad_scale, lo, hi, l2):
 _update_any_compiled = njit(cache=True)(_update_any)
 
 
+def _unknown_update(p, g, state, hyper, step, grad_scale, lo, hi, l2):
+    raise ValueError("unknown optimizer code")
+
+
 @overload(optimizer_update)
 def _optimizer_update_overload(opt, p, g, step, grad_scale, lo, hi, l2):
-    update = choose(opt.types[opt.fields.index("code")], _UPDATES, None)
+    update = choose(opt.types[opt.fields.index("code")], _UPDATES, njit(_unknown_update))
     if update is None:
         return _update_any
 

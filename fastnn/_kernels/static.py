@@ -42,10 +42,10 @@ def _unbox_static(typ, obj, c):
     return NativeValue(cgutils.get_null_value(c.context.get_value_type(typ)))
 
 
-def choose(code, impls, fallback):
-    """Typing-time selection for an @overload: the implementation `impls[code.value]` when
-    `code` (a Numba type) is a StaticInt, else `fallback` (which branches at run time). None
-    for an unknown static code, so that typing fails."""
+def choose(code, impls, unknown):
+    """Typing-time selection for an @overload: `impls[code.value]` when `code` (a Numba type)
+    is a StaticInt (`unknown` for a value not in impls), else None: the caller's run-time
+    branches then."""
     if isinstance(code, StaticInt):
-        return impls.get(code.value)
-    return fallback
+        return impls.get(code.value, unknown)
+    return None
