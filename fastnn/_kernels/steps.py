@@ -76,10 +76,11 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
     sum(W^2) / B to the batch's loss (into stats[tid][0], B times the mean) and alpha * W / B
     to the weights' gradient, in the update (after clipping, like weight_decay).
     opt.step_count[0] is the optimizer's step counter (incremented per applied step); step
-    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle, or None for
-    none: see dropout.dropping) at step t,
-    so a resumed fit draws the uninterrupted one's masks. stats[tid] (4,) and grad_norms
-    (thread 0) accumulate (see loss_forward_backward, layer_grad_sumsq).
+    number t (counting from 1) draws the dropout masks of `drop` (a Dropout bundle, or None:
+    no dropout code compiled, see dropout.dropping) at step t, so a resumed fit draws the
+    uninterrupted one's masks. stats[tid] (4,) and grad_norms (thread 0) accumulate (see
+    loss_forward_backward, layer_grad_sumsq). `loss` and opt.code may be static.Static codes:
+    then only that loss and rule are compiled.
 
     Called by team.nth threads at once with the same arguments but their own team.tid (nogil),
     or by one. team.sync (zeroed) and team.partial (nth, L + 2) are shared; team.scratch
