@@ -69,14 +69,18 @@ def resolve_loss(loss, output):
 
 class Workspace:
     """Activation, pre-activation and delta buffers for batches of up to `capacity` rows;
-    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU)."""
+    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU).
+    z_units: the units Z holds per row, all of them by default (the CPU kernels find layer l's
+    block of Z at the same offset as its block of A); the GPU asks for only the layers that
+    keep their pre-activation (cuda/network.py z_block)."""
 
-    def __init__(self, model, capacity, empty=np.empty):
+    def __init__(self, model, capacity, empty=np.empty, z_units=None):
         units = int(np.sum(model.layer_sizes[1:]))
         dt = model.dtype
         self.capacity = capacity
         self.A = empty(capacity * units, dtype=dt)  # act(z), every layer
-        self.Z = empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
+        # pre-activations kept for the backward
+        self.Z = empty(capacity * (units if z_units is None else int(z_units)), dtype=dt)
         self.D = empty(capacity * units, dtype=dt)  # deltas dL/dz
         self.xb = empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
         self.yb_index = empty(capacity, dtype=np.int64)

@@ -32,13 +32,20 @@ Under NUMBA_ENABLE_CUDASIM=1 (set before numba is first imported) every kernel r
 CUDA simulator; the tests use that on machines without a GPU.
 """
 
+# modules with no CPU twin: the cuBLASLt GEMMs through nvmath-python (the CPU's GEMMs are
+# BLAS calls, blas.py)
+DEVICE_ONLY_MODULES = ("cublaslt",)
+
 # launchers with no CPU twin, by module: what the GPU does in its own way
 DEVICE_ONLY = {
     "dense": ("gemm", "column_sum", "column_sum_chunks",  # the tiled GEMM (the CPU calls
               #                                             BLAS: blas.gemm), bias sums
-              "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
+              "dense_forward", "dense_backward",  # a whole layer per launch (CPU: layer.py)
+              "softmax_rows"),  # the row pass after a GEMM (the CPU's is in its epilogue)
     "dropout": ("site_args",),  # the kernels' scalar arguments of one dropout site
     "network": ("block", "vec",  # cached device views of the flat buffers
+                # Z only for the layers that keep z (the CPU's Z has every layer's block)
+                "z_offsets", "kept_units", "z_block",
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device
                 "forward_for_loss",  # the forward leaving a softmax output to the loss kernel
