@@ -18,6 +18,8 @@ from the first non-finite loss or gradient on.
 Nothing here imports numba.cuda until a fit runs, and `require_gpu()` turns a missing GPU
 into one clear error.
 """
+import os
+
 import numba
 import numpy as np
 
@@ -76,7 +78,8 @@ class CudaSteps(StepsBase):
         # the GEMMs: cuBLASLt where it applies, else the Numba GEMM (gemm_note says why)
         self.gemms, self.gemm_note = cublaslt.gemms_or_reason(
             dt, bool(numba.config.ENABLE_CUDASIM),
-            any(dropping(self.drop, s) for s in range(1, L)), allow_tf32)
+            any(dropping(self.drop, s) for s in range(1, L)), allow_tf32,
+            choice=os.environ.get("FASTNN_CUDA_GEMM", "auto"))
         self.team = Team(cuda.to_device(network.segment_bounds(model.layout.sizes,
                                                                model.layout.w_off)),
                          cuda.device_array((2 * L, network.NORM_BLOCKS), dtype=np.float64),

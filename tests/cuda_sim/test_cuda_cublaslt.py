@@ -59,6 +59,8 @@ class FakeBackend:
     def __init__(self):
         self.planned = []
         self.resets = 0
+        self.executed = 0
+        self.copies = 0
 
     @staticmethod
     def pointer(arr):
@@ -73,16 +75,16 @@ class FakeBackend:
         self.planned.append(mm)
         return mm
 
-    @staticmethod
-    def execute(mm):
+    def execute(self, mm):
+        self.executed += 1
         return mm.execute()
 
     def reset_inputs(self, mm, inputs):
         self.resets += 1
         mm.inputs.update(inputs)
 
-    @staticmethod
-    def copy(dst, src):
+    def copy(self, dst, src):
+        self.copies += 1
         dst[...] = src.reshape(dst.shape)
 
 
@@ -112,6 +114,11 @@ def test_numba_gemm_where_cublaslt_does_not_apply():
         cublaslt.NvmathBackend()
     except ImportError:
         assert gemms is None and "pip install 'fastnn[cuda]'" in reason
+    gemms, reason = cublaslt.gemms_or_reason(np.dtype(np.float32), False, False, False, fake,
+                                             choice="numba")
+    assert gemms is None and "FASTNN_CUDA_GEMM=numba" in reason
+    with pytest.raises(ValueError, match="FASTNN_CUDA_GEMM"):
+        cublaslt.gemms_or_reason(np.dtype(np.float32), False, False, False, fake, choice="lt")
     for tf32 in (False, True):
         gemms, reason = cublaslt.gemms_or_reason(np.dtype(np.float32), False, False, tf32,
                                                  fake)
@@ -143,7 +150,7 @@ def test_simulator_fit_keeps_the_numba_gemm(monkeypatch):
 def _through_fake(monkeypatch, fake, tf32_seen):
     from fastnn._kernels.cuda import cublaslt
 
-    def with_fake(dtype, simulated, dropout_hidden, allow_tf32, backend=None):
+    def with_fake(dtype, simulated, dropout_hidden, allow_tf32, backend=None, choice="auto"):
         tf32_seen.append(allow_tf32)
         return cublaslt.LtGemms(fake, allow_tf32), None
 
@@ -183,3 +190,36 @@ def test_fit_through_cublaslt_seam_matches_cpu(monkeypatch, acts, output, loss):
     relu_next = sum(1 for l in range(1, L) if acts[l - 1] == "relu")
     # the masks of this step reach the cached DRELU_BGRAD plans (4 steps, 2 planned)
     assert fake.resets == relu_next * (4 - 2)
+
+
+def test_launches_per_step_through_the_seam(monkeypatch):
+    """A 3-layer relu / softmax step through cuBLASLt: 3 forward GEMMs (RELU_AUX_BIAS, BIAS),
+    5 backward (BGRADA for the output layer, DRELU_BGRAD for both dx, plain dW for the relu
+    layers) with 3 bias-gradient copies, and of the Numba kernels only gather, loss, the
+    gradient norms (2) and the update: no column sum, no activation pass."""
+    from numba import cuda
+    fake = FakeBackend()
+    _through_fake(monkeypatch, fake, [])
+    launches = []
+    cls = type(cuda.jit(lambda a: None))
+    original = cls.__getitem__
+
+    def counting(kernel, config):
+        launches.append(kernel)
+        return original(kernel, config)
+
+    monkeypatch.setattr(cls, "__getitem__", counting)
+    rng = np.random.default_rng(8)
+    counts = {}
+    for n_steps in (2, 4):
+        X = rng.standard_normal((3 * n_steps, 4))
+        y = rng.integers(0, 3, 3 * n_steps)
+        model = fastnn.MLP([4, 5, 6, 3], activation="relu", output="softmax",
+                           dtype="float64", seed=9)
+        del launches[:]
+        fake.executed = fake.copies = 0
+        fastnn.Trainer(model, fastnn.optim.Adam(lr=0.01), batch_size=3, epochs=1,
+                       shuffle=False, verbose=0, device="cuda").fit(X, y)
+        counts[n_steps] = np.array([len(launches), fake.executed, fake.copies])
+    numba_kernels, gemms, copies = (counts[4] - counts[2]) / 2
+    assert (numba_kernels, gemms, copies) == (5, 8, 3)

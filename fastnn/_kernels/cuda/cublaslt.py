@@ -72,10 +72,19 @@ def backward_epilogs(acts, l):
     return dw, dx
 
 
-def gemms_or_reason(dtype, simulated, dropout_hidden, allow_tf32, backend=None):
+GEMM_CHOICES = ("auto", "numba")  # FASTNN_CUDA_GEMM: numba forces the Numba GEMM
+
+
+def gemms_or_reason(dtype, simulated, dropout_hidden, allow_tf32, backend=None,
+                    choice="auto"):
     """(LtGemms, None) when cuBLASLt can run this fit's GEMMs, else (None, why) and the
     Numba GEMM runs. backend: the nvmath binding (NvmathBackend() by default; tests pass a
-    stand-in)."""
+    stand-in); choice: "auto", or "numba" for the Numba GEMM whatever is installed (the
+    FASTNN_CUDA_GEMM environment variable)."""
+    if choice not in GEMM_CHOICES:
+        raise ValueError(f"FASTNN_CUDA_GEMM must be one of {GEMM_CHOICES}, got {choice!r}")
+    if choice == "numba":
+        return None, "FASTNN_CUDA_GEMM=numba asks for the Numba GEMM"
     if simulated:
         return None, "the CUDA simulator runs the Numba kernels"
     if str(dtype) != "float32":
