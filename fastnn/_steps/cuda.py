@@ -15,6 +15,10 @@ fit, after an error (restore also writes the roll-back point to the host); what 
 leave in model.params goes back to the device (copy_in). The update kernels skip every step
 from the first non-finite loss or gradient on.
 
+The GEMMs go through cuBLASLt (nvmath-python) where _kernels/cuda/cublaslt.py finds that it
+applies (float32 on a real GPU, no hidden dropout, FASTNN_CUDA_GEMM not "numba"; allow_tf32
+for TF32), else through the Numba GEMM; `gemm_note` says why not.
+
 Nothing here imports numba.cuda until a fit runs, and `require_gpu()` turns a missing GPU
 into one clear error.
 """

@@ -22,7 +22,11 @@ Where the GPU cannot follow the CPU, the difference is this, and only this:
 - Kernels (`@cuda.jit`, named `..._kernel`) and device functions have no CPU twin; nor have
   the launchers in DEVICE_ONLY below. The CPU has functions the GPU does not need (its
   per-thread layer.py, the fused backward + update, the Gram-product norms, the FP mode).
-- `keeps_preactivation` is the CPU's rule (dense.py), compiled once more for the device.
+- `keeps_preactivation` is the CPU's rule (dense.py), compiled once more for the device; the
+  GPU's Z holds only the layers it keeps (network.z_block), the CPU's every layer.
+- The GEMMs of a float32 fit on a real GPU go through cuBLASLt (cublaslt.py, nvmath-python),
+  a module with no CPU twin (DEVICE_ONLY_MODULES); dense.gemm is the fallback and the
+  simulator's path.
 
 Nothing in fastnn imports this package's kernels unless device="cuda" is asked for, so
 importing fastnn never needs a GPU, a driver or the CUDA toolkit. Call `require_gpu()` first:
