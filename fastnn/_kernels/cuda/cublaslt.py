@@ -156,7 +156,7 @@ class LtGemms:
     def __init__(self, backend, allow_tf32):
         self.backend = backend
         self.allow_tf32 = bool(allow_tf32)
-        self.plans = {}  # key -> (Matmul, wrapped bias-gradient target or None, epilog)
+        self.plans = {}  # key -> (Matmul, wrapped bias-gradient target or None)
         self.relu_aux = {}  # layer -> the relu_aux mask of its last forward
 
     def _plan(self, key, operands, epilog, inputs, bgrad):
