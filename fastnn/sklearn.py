@@ -10,9 +10,10 @@ one `max_iter` iteration is one epoch, `tol` / `n_iter_no_change` / `early_stopp
 `validation_fraction` stop as scikit-learn's do, `partial_fit` runs one epoch and keeps the
 optimizer state, `warm_start` keeps the weights (and, as scikit-learn, starts a fresh
 optimizer). fastnn's additions: more solvers (torch.optim's rules), `dtype`, `device`,
-`clip_grad_norm` and `dropout` / `input_dropout` (fastnn.MLP's inverted dropout, during training
-only: predict uses the whole network); the fitted `model_` (a fastnn.MLP) and `history_` (fastnn.History of the last
-fit). `coefs_[l]` and `intercepts_[l]` are views into `model_.params`.
+`clip_grad_norm` and `dropout` / `input_dropout` (fastnn.MLP's inverted dropout, while training
+only: predict uses the whole network); the fitted `model_` (a fastnn.MLP) and `history_`
+(fastnn.History of the last fit). `coefs_[l]` and `intercepts_[l]` are views into
+`model_.params`.
 
 Threads: inside a worker process (GridSearchCV(n_jobs=k)'s loky workers, multiprocessing, a
 Dask worker) a fit runs on one training thread with one BLAS thread unless FASTNN_THREADS says
