@@ -25,7 +25,8 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILURES.get(type(estimator).__name__, {})
 
 
-@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
+                          MLPClassifier(max_iter=100, dropout=0.2, input_dropout=0.1)],
                          expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
