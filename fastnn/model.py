@@ -16,9 +16,9 @@ from ._validation import (
     all_finite,
     as_numeric,
     check_choice,
+    check_dropout,
     check_features,
     check_flag,
-    check_number,
     check_positive_int,
     check_seed,
     check_targets,
@@ -164,7 +164,7 @@ class MLP:
             raise ValueError(f"unknown dtype {dt.name!r}; valid: {', '.join(DTYPES)}")
 
         seed = check_seed(seed)
-        rates = _check_dropout(dropout, input_dropout, n_hidden)
+        rates = check_dropout(dropout, input_dropout, n_hidden)
 
         # read-only properties below: the kernels trust the private copies, so a rebound
         # layer_sizes or dtype must not let a wrong-width or wrong-dtype X through the checks
@@ -597,23 +597,6 @@ def check_dropout_seed(seed, name):
     if not 0 <= int(seed) < 2**63:
         raise ValueError(f"{name} must be a non-negative integer below 2**63, got {seed!r}")
     return int(seed)
-
-
-def _check_dropout(dropout, input_dropout, n_hidden):
-    """(input_dropout, p_1, ..., p_n_hidden) as floats in [0, 1), validated."""
-    def rate(p, name):
-        return check_number(p, name, low=0.0, high=1.0, high_open=True)
-
-    if isinstance(dropout, (str, bytes)):
-        raise TypeError(f"dropout must be a number or a list of numbers, got {dropout!r}")
-    if hasattr(dropout, "__len__"):
-        if len(dropout) != n_hidden:
-            raise ValueError(f"dropout lists {len(dropout)} rates but there are {n_hidden} "
-                             f"hidden layers")
-        hidden = tuple(rate(p, f"dropout[{i}]") for i, p in enumerate(dropout))
-    else:
-        hidden = (rate(dropout, "dropout"),) * n_hidden
-    return (rate(input_dropout, "input_dropout"),) + hidden
 
 
 def _short_list(values, keep=5):
