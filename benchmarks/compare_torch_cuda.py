@@ -1,22 +1,28 @@
 """fastnn (device="cuda") against PyTorch (CUDA) on the same MLP, data and Adam, on one GPU.
 
-    python benchmarks/compare_torch_cuda.py [--batches 32,128,512,2048] [--samples 16384]
-                                            [--epochs 3] [--sizes 784,512,256,10]
+    python benchmarks/compare_torch_cuda.py [--batches 512,2048,8192] [--samples 16384]
+        [--epochs 3] [--sizes 784,4096,4096,10 --sizes 784,512,256,10] [--precision fp32,tf32]
+        [--gemm auto,numba]
 
-For each batch size this prints the training throughput (samples/s) of both sides and the
-ratio fastnn / torch. Without a usable GPU (numba.cuda.is_available() False) it says so and
-exits 0; without torch (or torch without CUDA) it reports fastnn alone.
+For each net, precision and batch size this prints the training throughput (samples/s) of
+fastnn (per GEMM path: "auto" is cuBLASLt through nvmath-python where it applies, "numba" the
+Numba GEMM, FASTNN_CUDA_GEMM=numba) and of torch, and the ratio fastnn / torch. Precision
+fp32 is FP32 GEMMs on both sides (torch's default, allow_tf32=False); tf32 lets both use TF32
+tensor cores (fastnn.Trainer(allow_tf32=True), torch.backends.cuda.matmul.allow_tf32 = True).
+Without a usable GPU (numba.cuda.is_available() False) it says so and exits 0; without torch
+(or torch without CUDA) it reports fastnn alone.
 
 fastnn runs through its public API: Trainer(..., device="cuda").fit, whose History records
 samples/s per epoch (the data is already on the device then); the first fit per batch size is
-a warm-up (kernel compilation) and the reported rate is the median over the epochs of a
-second fit. torch runs in its strong plain setup: nn.Sequential of Linear/ReLU on the GPU, the
-data resident on the GPU, a torch.randperm per epoch and index_select per batch,
+a warm-up (kernel compilation, cuBLASLt plans) and the reported rate is the median over the
+epochs of a second fit. torch runs in its strong plain setup: nn.Sequential of Linear/ReLU on
+the GPU, the data resident on the GPU, a torch.randperm per epoch and index_select per batch,
 F.cross_entropy, torch.optim.Adam(fused=True), zero_grad(set_to_none=True), timed between
 torch.cuda.synchronize() calls after one warm-up epoch.
 """
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -34,20 +40,30 @@ def make_data(sizes, n, seed=0):
     return X, y
 
 
-def fastnn_rate(sizes, X, y, batch, epochs):
+def fastnn_rate(sizes, X, y, batch, epochs, tf32=False, gemm="auto"):
     import fastnn
-    for warm in (True, False):
-        model = fastnn.MLP(sizes, activation="relu", output="softmax", dtype="float32", seed=0)
-        trainer = fastnn.Trainer(model, fastnn.optim.Adam(lr=LR), batch_size=batch,
-                                 epochs=1 if warm else epochs, shuffle=True, seed=0,
-                                 verbose=0, device="cuda")
-        hist = trainer.fit(X, y)
+    old = os.environ.get("FASTNN_CUDA_GEMM")
+    os.environ["FASTNN_CUDA_GEMM"] = gemm
+    try:
+        for warm in (True, False):
+            model = fastnn.MLP(sizes, activation="relu", output="softmax", dtype="float32",
+                               seed=0)
+            trainer = fastnn.Trainer(model, fastnn.optim.Adam(lr=LR), batch_size=batch,
+                                     epochs=1 if warm else epochs, shuffle=True, seed=0,
+                                     verbose=0, device="cuda", allow_tf32=tf32)
+            hist = trainer.fit(X, y)
+    finally:
+        if old is None:
+            del os.environ["FASTNN_CUDA_GEMM"]
+        else:
+            os.environ["FASTNN_CUDA_GEMM"] = old
     return statistics.median(hist["samples_per_sec"]), hist["loss"][-1]
 
 
-def torch_rate(sizes, X, y, batch, epochs):
+def torch_rate(sizes, X, y, batch, epochs, tf32=False):
     import torch
     import torch.nn.functional as F
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     dev = torch.device("cuda")
     torch.manual_seed(0)
     layers = []
@@ -95,13 +111,48 @@ def have_torch_cuda():
     return torch.cuda.is_available()
 
 
-def main(argv=None):
+def gemm_path(gemm, tf32):
+    """What fastnn's fit will use for its GEMMs: "cuBLASLt" or "numba (why)"."""
+    import numba
+    import numpy as np
+
+    from fastnn._kernels.cuda import cublaslt
+    gemms, reason = cublaslt.gemms_or_reason(np.dtype(np.float32),
+                                             bool(numba.config.ENABLE_CUDASIM), False, tf32,
+                                             choice=gemm)
+    return "cuBLASLt" if gemms is not None else f"numba ({reason})"
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", default="32,128,512,2048")
+    parser.add_argument("--batches", default="512,2048,8192")
     parser.add_argument("--samples", type=int, default=16384, help="training rows")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per side")
-    parser.add_argument("--sizes", default="784,512,256,10", help="layer widths")
+    parser.add_argument("--sizes", action="append",
+                        help="layer widths, e.g. 784,512,256,10 (repeat for several nets; "
+                             "default 784,4096,4096,10 and 784,512,256,10)")
+    parser.add_argument("--precision", default="fp32,tf32",
+                        help="fp32 and/or tf32 (comma-separated)")
+    parser.add_argument("--gemm", default="auto,numba",
+                        help="fastnn's GEMM paths: auto (cuBLASLt where it applies) and/or "
+                             "numba (comma-separated)")
     args = parser.parse_args(argv)
+    args.nets = [[int(v) for v in s.split(",")]
+                 for s in (args.sizes or ["784,4096,4096,10", "784,512,256,10"])]
+    args.batch_list = [int(b) for b in args.batches.split(",")]
+    args.precisions = args.precision.split(",")
+    args.gemms = args.gemm.split(",")
+    for p in args.precisions:
+        if p not in ("fp32", "tf32"):
+            parser.error(f"--precision: fp32 or tf32, got {p!r}")
+    for g in args.gemms:
+        if g not in ("auto", "numba"):
+            parser.error(f"--gemm: auto or numba, got {g!r}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         from numba import cuda
         gpu = cuda.is_available()
@@ -110,9 +161,6 @@ def main(argv=None):
     if not gpu:
         print("no usable CUDA GPU (numba.cuda.is_available() is False): nothing to compare")
         return 0
-    sizes = [int(s) for s in args.sizes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
-    X, y = make_data(sizes, args.samples)
     with_torch = have_torch_cuda()
     from fastnn._kernels.cuda import dense
     try:
@@ -120,19 +168,32 @@ def main(argv=None):
         name = name.decode() if isinstance(name, bytes) else name
     except Exception:  # noqa: BLE001 the simulator has no device
         name = "?"
-    print(f"GPU: {name}  net {sizes}  "
-          f"{args.samples} samples  Adam(lr={LR})  float32  "
-          f"GEMM tile {dense.TILE}x{dense.TILE}x{dense.TILE_K}, {dense.WORK}x{dense.WORK}"
-          f"/thread" + ("" if with_torch else "  (torch with CUDA not found: fastnn only)"))
-    print(f"{'batch':>6} {'fastnn/s':>12} {'torch/s':>12} {'ratio':>7}  final losses")
-    for batch in batches:
-        f_rate, f_loss = fastnn_rate(sizes, X, y, batch, args.epochs)
-        if with_torch:
-            t_rate, t_loss = torch_rate(sizes, X, y, batch, args.epochs)
-            print(f"{batch:>6} {f_rate:>12,.0f} {t_rate:>12,.0f} {f_rate / t_rate:>7.2f}  "
-                  f"{f_loss:.4f} / {t_loss:.4f}", flush=True)
-        else:
-            print(f"{batch:>6} {f_rate:>12,.0f} {'-':>12} {'-':>7}  {f_loss:.4f}", flush=True)
+    print(f"GPU: {name}  {args.samples} samples  Adam(lr={LR})  float32  Numba GEMM tile "
+          f"{dense.TILE}x{dense.TILE}x{dense.TILE_K}, {dense.WORK}x{dense.WORK}/thread"
+          + ("" if with_torch else "  (torch with CUDA not found: fastnn only)"))
+    for gemm in args.gemms:
+        for p in args.precisions:
+            print(f"fastnn gemm={gemm} {p}: {gemm_path(gemm, p == 'tf32')}")
+    print(f"{'net':>18} {'prec':>5} {'batch':>6} {'gemm':>6} {'fastnn/s':>12} {'torch/s':>12} "
+          f"{'ratio':>7}  final losses")
+    for sizes in args.nets:
+        net = "-".join(map(str, sizes))
+        X, y = make_data(sizes, args.samples)
+        for p in args.precisions:
+            tf32 = p == "tf32"
+            for batch in args.batch_list:
+                t_rate = t_loss = None
+                if with_torch:
+                    t_rate, t_loss = torch_rate(sizes, X, y, batch, args.epochs, tf32)
+                for gemm in args.gemms:
+                    f_rate, f_loss = fastnn_rate(sizes, X, y, batch, args.epochs, tf32, gemm)
+                    if t_rate is None:
+                        print(f"{net:>18} {p:>5} {batch:>6} {gemm:>6} {f_rate:>12,.0f} "
+                              f"{'-':>12} {'-':>7}  {f_loss:.4f}", flush=True)
+                    else:
+                        print(f"{net:>18} {p:>5} {batch:>6} {gemm:>6} {f_rate:>12,.0f} "
+                              f"{t_rate:>12,.0f} {f_rate / t_rate:>7.2f}  "
+                              f"{f_loss:.4f} / {t_loss:.4f}", flush=True)
     return 0
 
 

@@ -45,6 +45,24 @@ def check_number(value, name, low=None, high=None, low_open=False, high_open=Fal
     return value
 
 
+def check_dropout(dropout, input_dropout, n_hidden):
+    """(input_dropout, p_1, ..., p_n_hidden) as floats in [0, 1), validated: `dropout` a rate
+    for every hidden layer or a list of one per hidden layer (MLP, the estimators, search)."""
+    def rate(p, name):
+        return check_number(p, name, low=0.0, high=1.0, high_open=True)
+
+    if isinstance(dropout, (str, bytes)):
+        raise TypeError(f"dropout must be a number or a list of numbers, got {dropout!r}")
+    if hasattr(dropout, "__len__"):
+        if len(dropout) != n_hidden:
+            raise ValueError(f"dropout lists {len(dropout)} rates but there are {n_hidden} "
+                             f"hidden layers")
+        hidden = tuple(rate(p, f"dropout[{i}]") for i, p in enumerate(dropout))
+    else:
+        hidden = (rate(dropout, "dropout"),) * n_hidden
+    return (rate(input_dropout, "input_dropout"),) + hidden
+
+
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(sorted(choices))}")

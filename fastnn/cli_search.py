@@ -1,7 +1,8 @@
 """`fastnn search`: model selection from the command line (fastnn.search).
 
 Grid values are comma lists: `fastnn search --hidden 32,64,128-64 --lr 1e-3,3e-3
---batch-size 16,64` (a hidden value of several layers joins widths with '-'). Without --data it
+--batch-size 16,64 --dropout 0,0.2,0.5` (a hidden value of several layers joins widths with
+'-', and a dropout value of one rate per hidden layer its rates: 0.5-0.2). Without --data it
 searches on scikit-learn's bundled digits like `fastnn train`: split into train / validation /
 test, standardized on the training part; candidates are ranked on the validation part and the
 chosen one is scored on the test part once.
@@ -27,6 +28,19 @@ def _hidden(text):
     if any(s <= 0 for s in sizes):
         raise ValueError(text)
     return sizes
+
+
+def _rate(text):
+    p = float(text)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(text)
+    return p
+
+
+def _rates(text):
+    """One dropout value: a rate, or one per hidden layer joined with '-' (0.5-0.2)."""
+    rates = [_rate(p) for p in text.split("-")]
+    return rates[0] if len(rates) == 1 else rates
 
 
 def _batch(text):
@@ -63,6 +77,12 @@ def add_search_arguments(s):
     s.add_argument("--lr", type=_list(float, "numbers"), default=[1e-3])
     s.add_argument("--batch-size", type=_list(_batch, "integers"), default=[32],
                    help="0 is full batch (default: 32)")
+    s.add_argument("--dropout", type=_list(_rates, "dropout rates"), default=None,
+                   help="hidden-layer dropout in [0, 1) per candidate, comma-separated; "
+                        "0.5-0.2 is one rate per hidden layer (default: none)")
+    s.add_argument("--input-dropout", type=_list(_rate, "dropout rates"), default=None,
+                   help="input-feature dropout in [0, 1) per candidate, comma-separated "
+                        "(default: none)")
     s.add_argument("--strategy", choices=("grid", "random", "halving"), default="grid")
     s.add_argument("--n-candidates", type=_positive, default=None,
                    help="random draws from the lists (random; halving draws when given)")
@@ -97,6 +117,9 @@ def search_command(args):
     y_train, y_val, y_test = split.y_train, split.y_val, split.y_test
     space = {"hidden": args.hidden, "activation": args.activation,
              "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
+    for name in ("dropout", "input_dropout"):  # in the table only when searched
+        if getattr(args, name) is not None:
+            space[name] = getattr(args, name)
     client = None
     if args.scheduler:
         try:

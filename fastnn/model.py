@@ -17,9 +17,9 @@ from ._validation import (
     all_finite,
     as_numeric,
     check_choice,
+    check_dropout,
     check_features,
     check_flag,
-    check_number,
     check_positive_int,
     check_seed,
     check_targets,
@@ -70,14 +70,18 @@ def resolve_loss(loss, output):
 
 class Workspace:
     """Activation, pre-activation and delta buffers for batches of up to `capacity` rows;
-    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU)."""
+    `empty(shape, dtype=...)` allocates them (np.empty; numba.cuda.device_array for the GPU).
+    z_units: the units Z holds per row, all of them by default (the CPU kernels find layer l's
+    block of Z at the same offset as its block of A); the GPU asks for only the layers that
+    keep their pre-activation (cuda/network.py z_block)."""
 
-    def __init__(self, model, capacity, empty=np.empty):
+    def __init__(self, model, capacity, empty=np.empty, z_units=None):
         units = int(np.sum(model.layer_sizes[1:]))
         dt = model.dtype
         self.capacity = capacity
         self.A = empty(capacity * units, dtype=dt)  # act(z), every layer
-        self.Z = empty(capacity * units, dtype=dt)  # pre-activations kept for the backward
+        # pre-activations kept for the backward
+        self.Z = empty(capacity * (units if z_units is None else int(z_units)), dtype=dt)
         self.D = empty(capacity * units, dtype=dt)  # deltas dL/dz
         self.xb = empty(capacity * model.layer_sizes[0], dtype=dt)  # gathered batch
         self.yb_index = empty(capacity, dtype=np.int64)
@@ -161,7 +165,7 @@ class MLP:
             raise ValueError(f"unknown dtype {dt.name!r}; valid: {', '.join(DTYPES)}")
 
         seed = check_seed(seed)
-        rates = _check_dropout(dropout, input_dropout, n_hidden)
+        rates = check_dropout(dropout, input_dropout, n_hidden)
 
         # read-only properties below: the kernels trust the private copies, so a rebound
         # layer_sizes or dtype must not let a wrong-width or wrong-dtype X through the checks
@@ -596,23 +600,6 @@ def check_dropout_seed(seed, name):
     if not 0 <= int(seed) < 2**63:
         raise ValueError(f"{name} must be a non-negative integer below 2**63, got {seed!r}")
     return int(seed)
-
-
-def _check_dropout(dropout, input_dropout, n_hidden):
-    """(input_dropout, p_1, ..., p_n_hidden) as floats in [0, 1), validated."""
-    def rate(p, name):
-        return check_number(p, name, low=0.0, high=1.0, high_open=True)
-
-    if isinstance(dropout, (str, bytes)):
-        raise TypeError(f"dropout must be a number or a list of numbers, got {dropout!r}")
-    if hasattr(dropout, "__len__"):
-        if len(dropout) != n_hidden:
-            raise ValueError(f"dropout lists {len(dropout)} rates but there are {n_hidden} "
-                             f"hidden layers")
-        hidden = tuple(rate(p, f"dropout[{i}]") for i, p in enumerate(dropout))
-    else:
-        hidden = (rate(dropout, "dropout"),) * n_hidden
-    return (rate(input_dropout, "input_dropout"),) + hidden
 
 
 def _short_list(values, keep=5):

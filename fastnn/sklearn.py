@@ -9,9 +9,11 @@ They are drop-in for sklearn.neural_network's MLPs in Pipeline, GridSearchCV, cl
 one `max_iter` iteration is one epoch, `tol` / `n_iter_no_change` / `early_stopping` /
 `validation_fraction` stop as scikit-learn's do, `partial_fit` runs one epoch and keeps the
 optimizer state, `warm_start` keeps the weights (and, as scikit-learn, starts a fresh
-optimizer). fastnn's additions: more solvers (torch.optim's rules), `dtype`, `device` and
-`clip_grad_norm`; the fitted `model_` (a fastnn.MLP) and `history_` (fastnn.History of the last
-fit). `coefs_[l]` and `intercepts_[l]` are views into `model_.params`.
+optimizer). fastnn's additions: more solvers (torch.optim's rules), `dtype`, `device`,
+`clip_grad_norm` and `dropout` / `input_dropout` (fastnn.MLP's inverted dropout, while training
+only: predict uses the whole network); the fitted `model_` (a fastnn.MLP) and `history_`
+(fastnn.History of the last fit). `coefs_[l]` and `intercepts_[l]` are views into
+`model_.params`.
 
 Threads: inside a worker process (GridSearchCV(n_jobs=k)'s loky workers, multiprocessing, a
 Dask worker) a fit runs on one training thread with one BLAS thread unless FASTNN_THREADS says
@@ -35,6 +37,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _threads
+from ._validation import check_dropout
 from .callbacks import Callback
 from .model import MLP
 from .optim import SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop
@@ -154,7 +157,8 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, dtype="float32", device="cpu", clip_grad_norm=None):
+                 n_iter_no_change=10, dtype="float32", device="cpu", clip_grad_norm=None,
+                 dropout=0.0, input_dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -178,6 +182,8 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
         self.device = device
         self.clip_grad_norm = clip_grad_norm
+        self.dropout = dropout
+        self.input_dropout = input_dropout
 
     # ------------------------------------------------------------------ checks
     def _hidden(self):
@@ -192,6 +198,9 @@ class _BaseMLP(BaseEstimator):
         return [_check_int(s, "hidden_layer_sizes[i]", 1) for s in sizes]
 
     def _check_params(self):
+        """Every parameter validated (scikit-learn: in fit, not __init__); returns the dropout
+        rates per site, (input_dropout, hidden layer 1, ...)."""
+        rates = check_dropout(self.dropout, self.input_dropout, len(self._hidden()))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got "
                              f"{self.activation!r}")
@@ -220,6 +229,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        return rates
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):
@@ -227,7 +237,7 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, incremental=False)
 
     def _fit(self, X, y, incremental, classes=None):
-        self._check_params()
+        rates = self._check_params()
         first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         dtype = np.dtype(self.dtype)
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
@@ -240,7 +250,8 @@ class _BaseMLP(BaseEstimator):
                 int(s) for s in rs.randint(0, 2**31 - 1, size=3))
             self.model_ = MLP([X.shape[1], *self._hidden(), n_out],
                               activation=ACTIVATIONS[self.activation], output=output,
-                              dtype=dtype.name, seed=init_seed)
+                              dtype=dtype.name, seed=init_seed, dropout=rates[1:],
+                              input_dropout=rates[0])
             self._epochs = 0  # over all fits: keys the shuffles (Trainer initial_epoch)
             self.t_ = 0
             self.loss_curve_ = []
@@ -249,15 +260,19 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self._optimizer = None
+            self._optimizer_runs = 0
             self.n_layers_ = len(self.model_.layer_sizes)
             self.n_outputs_ = n_out
             self.out_activation_ = _OUT_NAMES[output]
+        elif (self.model_.input_dropout, *self.model_.dropout) != rates:
+            self._set_dropout(rates)  # changed since the last fit: the weights carry over
         if not incremental or self._optimizer is None:  # scikit-learn: fit() starts afresh
             # the kernels' loss is _loss_scale x scikit-learn's: SGD steps at lr / scale
             lr_scale = 1.0 / self._loss_scale if self.solver == "sgd" else 1.0
             self._optimizer = make_optimizer(self.solver, self.learning_rate_init * lr_scale,
                                              self.momentum, self.nesterovs_momentum,
                                              self.beta_1, self.beta_2, self.epsilon)
+            self._optimizer_runs += 1
         self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them
         early = bool(self.early_stopping) and not incremental
         validation = None
@@ -280,7 +295,7 @@ class _BaseMLP(BaseEstimator):
         epochs = 1 if incremental else int(self.max_iter)
         trainer = Trainer(self.model_, self._optimizer, batch_size=batch,
                           epochs=self._epochs + epochs, shuffle=bool(self.shuffle),
-                          seed=self._shuffle_seed, callbacks=[conv],
+                          seed=self._run_seed(), callbacks=[conv],
                           clip_grad_norm=self.clip_grad_norm,
                           verbose=1 if self.verbose else 0, device=self.device,
                           alpha=float(self.alpha) * self._loss_scale)
@@ -296,6 +311,31 @@ class _BaseMLP(BaseEstimator):
                           ConvergenceWarning, stacklevel=3)
         self._set_views()
         return self
+
+    def _run_seed(self):
+        """The Trainer's seed for the current optimizer: it keys the shuffles (with the epoch,
+        which counts on over all fits) and the dropout masks (with the optimizer's step). The
+        first optimizer takes _shuffle_seed itself; each later one (a warm_start fit starts a
+        fresh optimizer, whose step count restarts) a seed of its own, so that no (seed, step)
+        pair, and no dropout mask, comes back. partial_fit keeps the optimizer and its seed:
+        k calls are k epochs of one fit."""
+        if self._optimizer_runs == 1:
+            return self._shuffle_seed
+        return int(np.random.SeedSequence([self._shuffle_seed, self._optimizer_runs])
+                   .generate_state(1)[0])
+
+    def _set_dropout(self, rates):
+        """model_ with other dropout rates (set_params between warm_start or partial_fit
+        calls): the same weights, and the optimizer state moved to the new parameters."""
+        old = self.model_
+        self.model_ = MLP(old.layer_sizes, activation=list(old.activations), output=old.output,
+                          init=old.init, dtype=old.dtype.name, seed=0, dropout=rates[1:],
+                          input_dropout=rates[0])
+        self.model_.params = old.params
+        if self._optimizer is not None:
+            opt = type(self._optimizer)(**self._optimizer.hyperparameters())
+            opt.load_state_dict(self._optimizer.state_dict())
+            self._optimizer = opt
 
     def _set_views(self):
         m = self.model_
@@ -343,7 +383,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ('auto' = min(200, n)), learning_rate_init, max_iter (epochs), shuffle, random_state, tol,
     verbose, warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
     beta_1, beta_2, epsilon, n_iter_no_change; and fastnn's dtype ('float32' or 'float64'),
-    device ('cpu' or 'cuda') and clip_grad_norm (None or a max global gradient norm).
+    device ('cpu' or 'cuda'), clip_grad_norm (None or a max global gradient norm), dropout (a
+    drop probability in [0, 1) for every hidden layer's output, or a list of one per hidden
+    layer) and input_dropout (the same for the input features): see fastnn.MLP. The masks are
+    keyed by random_state and the optimizer's step, so partial_fit calls continue one fit's
+    masks, a warm_start fit (a fresh optimizer) draws new ones, and set_params(dropout=)
+    between warm_start or partial_fit calls keeps the weights.
     """
 
     _val_score_key = "val_accuracy"

@@ -55,3 +55,17 @@ def test_search_on_a_csv_with_named_labels(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[3].startswith("chosen") and out[4].startswith("test: loss")
+
+
+def test_search_dropout_from_the_command_line(capsys):
+    argv = ["search", "--hidden", "16-16", "--dropout", "0,0.5-0.2", "--input-dropout",
+            "0.1", "--batch-size", "64", "--max-epochs", "2", "--quiet"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "dropout=0.0, input_dropout=0.1" in out[1]
+    assert "dropout=[0.5, 0.2], input_dropout=0.1" in out[2]
+    for bad, match in (("1.0", "expected a comma list of dropout rates, got '1.0'"),
+                       ("0.2-x", "dropout rates")):
+        with pytest.raises(SystemExit):
+            cli.main(["search", "--dropout", bad])
+        assert match in capsys.readouterr().err

@@ -262,9 +262,9 @@ def test_classes_and_input_standardization_round_trip_exactly(tmp_path, classes)
 
 
 def test_file_with_extras_still_loads_in_torch_strictly(tmp_path):
-    """Classes and standardization go to the metadata: the tensors are still exactly the
-    torch.nn.Sequential's state_dict."""
-    m = make((4, 5, 3), ("relu",), "softmax", "float32")
+    """Classes, standardization and dropout rates go to the metadata: the tensors are still
+    exactly the torch.nn.Sequential's state_dict."""
+    m = MLP([4, 5, 3], ["relu"], output="softmax", seed=0, dropout=0.3, input_dropout=0.1)
     m.classes_ = ["x", "y", "z"]
     m.set_input_standardization(np.ones(4), np.full(4, 2.0))
     path = tmp_path / "m.safetensors"

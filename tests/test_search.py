@@ -216,3 +216,62 @@ def test_table_prints_and_converts():
     pd = pytest.importorskip("pandas")
     df = res.table.to_pandas()
     assert isinstance(df, pd.DataFrame) and df.loc[0, "status"] == "done"
+
+
+# ------------------------------------------------------------------ dropout
+def test_dropout_candidates_are_ordinary_fits_with_their_rate():
+    """A searched dropout rate is the candidate model's: each row equals a straight
+    MLP(dropout=, input_dropout=) + Trainer fit seeded from (seed, id), and the rate
+    changes the fit."""
+    space = {"hidden": [[8]], "lr": [1e-2], "dropout": [0.0, 0.4], "input_dropout": [0.2]}
+    res = run(space=space, patience=100, max_epochs=6)
+    X, y, (Xv, yv) = data()
+    for cid, p in enumerate((0.0, 0.4)):
+        init_seed, shuffle_seed = np.random.SeedSequence([0, cid]).generate_state(2)
+        model = fastnn.MLP([6, 8, 3], output="softmax", seed=int(init_seed), dropout=p,
+                           input_dropout=0.2)
+        hist = fastnn.Trainer(model, fastnn.optim.Adam(lr=1e-2), batch_size=32, epochs=6,
+                              seed=int(shuffle_seed)).fit(X, y, validation_data=(Xv, yv))
+        row = res.table[cid]
+        assert row["params"] == {"hidden": [8], "lr": 1e-2, "dropout": p, "input_dropout": 0.2}
+        assert row["score"] == min(hist.history["val_loss"])
+        assert f"dropout={p}, input_dropout=0.2" in str(res.table).splitlines()[1 + cid]
+    assert res.table[0]["score"] != res.table[1]["score"]
+    assert res.best_model.dropout == (res.best_params["dropout"],)
+    assert res.best_model.input_dropout == 0.2
+
+
+def test_dropout_halving_resumes_checkpoints_bit_for_bit(tmp_path):
+    """Checkpoints keep the optimizer's step count, which keys the masks: a promoted
+    candidate, and a search resumed from its directory, continue the same masks."""
+    space = {"hidden": [[8], [16]], "lr": [1e-2, 3e-2], "dropout": [[0.5]]}
+    kw = dict(space=space, strategy="halving", min_epochs=1, max_epochs=4, factor=2,
+              patience=100)
+    halving = run(directory=tmp_path, **kw)
+    straight = run(space=space, max_epochs=4, patience=100)
+    top = [r for r in halving.table if r["epochs"] == 4]
+    assert len(top) == 1 and (top[0]["score"], top[0]["best_epoch"]) == \
+        (straight.table[top[0]["id"]]["score"], straight.table[top[0]["id"]]["best_epoch"])
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    (tmp_path / "journal.jsonl").write_text("\n".join(lines[:3]) + "\n")  # a crash
+    resumed = run(directory=tmp_path, **kw)
+    assert deterministic(resumed.table) == deterministic(halving.table)
+    assert resumed.best_model.dropout == (0.5,)
+    np.testing.assert_array_equal(resumed.best_model.params, halving.best_model.params)
+
+
+def test_dropout_draws_and_errors():
+    res = run(space={"hidden": [[8, 8]], "dropout": st.uniform(0, 0.5),
+                     "input_dropout": [0.0, 0.2]}, strategy="random", n_candidates=4,
+              max_epochs=1)
+    drawn = [r["params"]["dropout"] for r in res.table]
+    assert all(0 <= p < 0.5 for p in drawn) and len(set(drawn)) == 4
+    assert res.best_model.dropout == (res.best_params["dropout"],) * 2
+    for space, strategy, match in [
+            ({"dropout": [0.2, 1.0]}, "grid", "dropout must be < 1"),
+            ({"input_dropout": [-0.1]}, "grid", "input_dropout must be >= 0"),
+            ({"hidden": [[8]], "dropout": [[0.1, 0.2]]}, "grid",
+             "dropout lists 2 rates but there are 1 hidden layers"),
+            ({"dropout": st.uniform(0, 2)}, "random", r"space\['dropout'\] draws from")]:
+        with pytest.raises(ValueError, match=match):
+            run(space=space, strategy=strategy)

@@ -25,7 +25,8 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILURES.get(type(estimator).__name__, {})
 
 
-@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
+                          MLPClassifier(max_iter=100, dropout=0.2, input_dropout=0.1)],
                          expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -44,14 +45,15 @@ def quiet(cls, **kw):
     return cls(**(base | kw))
 
 
-def test_partial_fit_epochs_equal_fit_bit_for_bit():
-    """k partial_fit calls (one epoch each, optimizer state kept, shuffles keyed by epoch)
-    are k epochs of one fit."""
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_partial_fit_epochs_equal_fit_bit_for_bit(dropout):
+    """k partial_fit calls (one epoch each, optimizer state and step count kept, shuffles keyed
+    by epoch, dropout masks by step) are k epochs of one fit."""
     X, y = blobs()
-    a = quiet(MLPClassifier, max_iter=4, n_iter_no_change=100)
+    a = quiet(MLPClassifier, max_iter=4, n_iter_no_change=100, dropout=dropout)
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         a.fit(X, y)
-    b = quiet(MLPClassifier)
+    b = quiet(MLPClassifier, dropout=dropout)
     for _ in range(4):
         b.partial_fit(X, y, classes=np.unique(y))
     np.testing.assert_array_equal(a.model_.params, b.model_.params)
@@ -153,6 +155,10 @@ def test_regressor_reports_half_mse_like_sklearn():
     (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
     (dict(batch_size=0), "batch_size"),
     (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(dropout=1.0), "dropout must be < 1"),
+    (dict(dropout=[0.1, 0.2]), "dropout lists 2 rates but there are 1 hidden layers"),
+    (dict(hidden_layer_sizes=(4, 4), dropout=[0.1, -0.2]), r"dropout\[1\] must be >= 0"),
+    (dict(input_dropout=1.5), "input_dropout must be < 1"),
 ])
 def test_bad_parameters_are_clear_errors(params, match):
     X, y = blobs()
@@ -238,3 +244,105 @@ def test_sgd_trajectory_equals_sklearns_mlp(kind):
                                ours.predict_proba(X),
                                sk.predict(X) if kind == "regressor" else sk.predict_proba(X),
                                rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ dropout
+def _fastnn_fit(X, y, n_out, output, epochs, dropout, input_dropout, random_state=0):
+    """What the estimator's fit should run: fastnn.MLP + Trainer with the seeds scikit-learn's
+    random_state gives (init, shuffles/masks, split), Adam at scikit-learn's defaults."""
+    from sklearn.utils import check_random_state
+
+    from fastnn import MLP, Trainer
+    from fastnn.optim import Adam
+    init_seed, shuffle_seed, _ = check_random_state(random_state).randint(0, 2**31 - 1, size=3)
+    model = MLP([X.shape[1], 16, n_out], activation="relu", output=output, dtype="float64",
+                seed=int(init_seed), dropout=dropout, input_dropout=input_dropout)
+    Trainer(model, Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8), batch_size=16, epochs=epochs,
+            seed=int(shuffle_seed)).fit(X, y)
+    return model
+
+
+def test_dropout_fit_is_fastnns_fit_and_predict_uses_the_whole_network():
+    X, y = blobs()
+    fits = {}
+    for p, p_in in ((0.0, 0.0), (0.5, 0.2)):
+        clf = quiet(MLPClassifier, max_iter=5, n_iter_no_change=100, dropout=[p],
+                    input_dropout=p_in)
+        with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+            clf.fit(X, y)
+        assert clf.dropout == [p] and clf.model_.dropout == (p,)  # the parameter unchanged
+        assert clf.model_.input_dropout == p_in
+        ref = _fastnn_fit(X, y, 3, "softmax", 5, p, p_in)
+        np.testing.assert_array_equal(clf.model_.params, ref.params)
+        # predict: the network as it is, no mask (float64 NumPy forward of the coefficients)
+        h = np.maximum(X @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
+        z = h @ clf.coefs_[1] + clf.intercepts_[1]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(clf.predict_proba(X), e / e.sum(axis=1, keepdims=True),
+                                   rtol=1e-12, atol=1e-15)
+        fits[p] = clf.model_.params
+    assert not np.allclose(fits[0.0], fits[0.5], rtol=1e-3)  # dropout changed the fit
+    Xr = X[:, :4]
+    reg = quiet(MLPRegressor, max_iter=3, n_iter_no_change=100, dropout=0.3)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        reg.fit(Xr, X[:, 4])
+    np.testing.assert_array_equal(
+        reg.model_.params, _fastnn_fit(Xr, X[:, 4:], 1, "identity", 3, 0.3, 0.0).params)
+
+
+def test_warm_start_with_dropout_draws_fresh_masks_and_set_params_changes_the_rate():
+    """A warm_start fit starts a fresh optimizer (scikit-learn), whose step count restarts:
+    it trains with a seed of its own, so its masks are not the first fit's again."""
+    from fastnn import Trainer
+    from fastnn.optim import Adam
+    X, y = blobs()
+    clf = quiet(MLPClassifier, max_iter=3, n_iter_no_change=100, warm_start=True, dropout=0.5)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        clf.fit(X, y)
+    start = clf.model_.copy()
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        clf.fit(X, y)
+    seed = clf._run_seed()
+    assert seed != clf._shuffle_seed
+    for s, same in ((seed, True), (clf._shuffle_seed, False)):
+        m = start.copy()
+        Trainer(m, Adam(lr=1e-3), batch_size=16, epochs=6, seed=s).fit(X, y, initial_epoch=3)
+        assert np.array_equal(m.params, clf.model_.params) == same
+    # another rate between partial_fit calls: the weights and the optimizer's steps carry over
+    from fastnn import MLP
+    inc = quiet(MLPClassifier, dropout=0.5)
+    inc.partial_fit(X, y, classes=np.unique(y))
+    before, state = inc.model_.params.copy(), inc._optimizer.state_dict()
+    inc.set_params(dropout=0.1, input_dropout=0.2).partial_fit(X, y)
+    assert inc.model_.dropout == (0.1,) and inc.model_.input_dropout == 0.2
+    assert int(inc._optimizer.step_count[0]) == 2 * 8  # 120 rows in batches of 16, twice
+    assert np.shares_memory(inc.coefs_[0], inc.model_.params)
+    m = MLP([5, 16, 3], output="softmax", dtype="float64", dropout=0.1, input_dropout=0.2)
+    m.params = before
+    opt = Adam(lr=1e-3)
+    opt.load_state_dict(state)
+    Trainer(m, opt, batch_size=16, epochs=2, seed=inc._shuffle_seed).fit(X, y, initial_epoch=1)
+    np.testing.assert_array_equal(m.params, inc.model_.params)
+
+
+def test_dropout_estimator_clones_pickles_and_grid_searches():
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    X, y = blobs(90)
+    est = quiet(MLPClassifier, max_iter=10, hidden_layer_sizes=(8, 8), dropout=[0.1, 0.3],
+                input_dropout=0.2)
+    assert clone(est).get_params() == est.get_params()
+    assert est.set_params(dropout=0.4).get_params()["dropout"] == 0.4
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        est.fit(X, y)
+        back = pickle.loads(pickle.dumps(est))
+        assert back.model_.dropout == (0.4, 0.4) and back.model_.input_dropout == 0.2
+        np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+        grid = GridSearchCV(est, {"dropout": [0.0, [0.5, 0.2]]}, cv=3).fit(X, y)
+        for i, params in enumerate(grid.cv_results_["params"]):
+            straight = cross_val_score(clone(est).set_params(**params), X, y, cv=3)
+            assert grid.cv_results_["mean_test_score"][i] == np.mean(straight)
+    best = grid.best_params_["dropout"]
+    rates = (best,) * 2 if np.isscalar(best) else tuple(best)
+    assert grid.best_estimator_.model_.dropout == rates

@@ -272,6 +272,9 @@ def test_bce_targets_must_be_probabilities():
     ({"verbose": 3}, ValueError, "verbose"),
     ({"verbose": np.array([1, 2])}, ValueError, "verbose"),
     ({"verbose": "1"}, ValueError, "verbose"),
+    ({"allow_tf32": "yes"}, TypeError, "allow_tf32"),
+    ({"allow_tf32": None}, TypeError, "allow_tf32"),
+    ({"allow_tf32": 2}, TypeError, "allow_tf32"),
 ])
 def test_trainer_arguments(kwargs, exc, match):
     args = {"model": clf()} | kwargs
@@ -286,7 +289,7 @@ def test_trainer_arguments(kwargs, exc, match):
     ("batch_size", 0, ValueError), ("batch_size", 1.5, TypeError), ("epochs", 0, ValueError),
     ("epochs", None, TypeError), ("clip_grad_norm", -1.0, ValueError),
     ("loss", "binary_cross_entropy", ValueError), ("optimizer", None, TypeError),
-    ("model", None, TypeError),
+    ("model", None, TypeError), ("allow_tf32", "no", TypeError),
 ])
 def test_settings_changed_after_init_are_checked_at_fit(attr, value, exc):
     # a batch_size of 0 reaching the loop would never advance: checked again at fit
@@ -297,6 +300,20 @@ def test_settings_changed_after_init_are_checked_at_fit(attr, value, exc):
     with pytest.raises(exc, match=attr if attr != "loss" else "sigmoid"):
         trainer.fit(X4, LABELS)
     np.testing.assert_array_equal(m.params, before)
+
+
+def test_allow_tf32_has_no_effect_on_the_cpu():
+    """Like torch's torch.backends.cuda.matmul.allow_tf32, the flag concerns CUDA GEMMs: a
+    CPU fit with it is the same fit, bit for bit."""
+    params = []
+    for tf32 in (False, True):
+        m = fastnn.MLP([3, 4, 3], output="softmax", seed=0)
+        trainer = fastnn.Trainer(m, batch_size=2, epochs=2, verbose=0, seed=0,
+                                 allow_tf32=tf32)
+        assert trainer.allow_tf32 is tf32
+        trainer.fit(X4, LABELS)
+        params.append(m.params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
 
 
 def test_changed_epochs_and_batch_size_are_used():

@@ -5,8 +5,8 @@ History, progress); a backend owns the buffers and the kernels of one device and
 same few calls:
 
     steps = open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index,
-                       y_float, val, dropout_seed)  # bind the (validated) data, allocate
-                                                    # everything once
+                       y_float, val, dropout_seed,  # bind the (validated) data, allocate
+                       allow_tf32=False)            # everything once
     steps.begin_epoch(order, code, hyper, state)  # the epoch's row order and optimizer
                                           # (optimizer._kernel_args()); zero its sums
     bad, done = steps.run(start, n)       # up to n steps from row start: (diverged?, steps)
@@ -36,13 +36,14 @@ __all__ = ["CpuSteps", "open_steps"]
 
 
 def open_steps(device, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
-               val, dropout_seed=0):
+               val, dropout_seed=0, allow_tf32=False):
     """The backend for `device` ("cpu" or "cuda"), bound to this fit's data (see the module
     docstring). val: None or (X_val, y_val_index, y_val_float); dropout_seed keys the model's
-    dropout masks (model.dropout_layout) together with the optimizer's step count."""
+    dropout masks (model.dropout_layout) together with the optimizer's step count;
+    allow_tf32: TF32 in the GPU's cuBLASLt GEMMs (the CPU has no such mode)."""
     args = (model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float, val,
             dropout_seed)
     if device == "cuda":
         from .cuda import CudaSteps  # numba.cuda is imported only when a GPU fit runs
-        return CudaSteps(*args)
+        return CudaSteps(*args, allow_tf32=allow_tf32)
     return CpuSteps(*args)

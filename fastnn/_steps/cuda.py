@@ -15,9 +15,16 @@ fit, after an error (restore also writes the roll-back point to the host); what 
 leave in model.params goes back to the device (copy_in). The update kernels skip every step
 from the first non-finite loss or gradient on.
 
+The GEMMs go through cuBLASLt (nvmath-python) where _kernels/cuda/cublaslt.py finds that it
+applies (float32 on a real GPU, no hidden dropout, FASTNN_CUDA_GEMM not "numba"; allow_tf32
+for TF32), else through the Numba GEMM; `gemm_note` says why not.
+
 Nothing here imports numba.cuda until a fit runs, and `require_gpu()` turns a missing GPU
 into one clear error.
 """
+import os
+
+import numba
 import numpy as np
 
 from .._kernels.bundles import Data, OptimizerState
@@ -37,10 +44,11 @@ class CudaSteps(StepsBase):
     """See fastnn._steps for the protocol."""
 
     def __init__(self, model, optimizer, loss, batch, clip_norm, alpha, X, y_index, y_float,
-                 val, dropout_seed=0):
+                 val, dropout_seed=0, allow_tf32=False):
         cuda = require_gpu()
-        from .._kernels.cuda import network, steps
+        from .._kernels.cuda import cublaslt, network, steps
         from .._kernels.cuda.bundles import RowStats, Team
+        from .._kernels.cuda.dropout import dropping
         super().__init__(model, optimizer, loss, batch, clip_norm, alpha, dropout_seed)
         self.kernels = steps
         dt = model.dtype
@@ -53,7 +61,9 @@ class CudaSteps(StepsBase):
         self.data = Data(cuda.to_device(np.ascontiguousarray(X)),
                          _to_device(cuda, y_index, 0, np.int64),
                          _to_device(cuda, y_float, (0, k), dt))
-        self.ws = Workspace(model, batch, cuda.device_array)
+        # Z only for the layers whose backward (or loss) reads z
+        z_units = network.kept_units(model.layout.sizes, model.layout.acts)
+        self.ws = Workspace(model, batch, cuda.device_array, z_units)
         self.params = cuda.to_device(model.params)
         self.grads = cuda.to_device(np.zeros_like(model.params))
         self.cuda = cuda
@@ -69,10 +79,16 @@ class CudaSteps(StepsBase):
                               cuda.device_array(N, dtype=np.float64),
                               cuda.device_array(1, dtype=np.int32))
         self.norms = cuda.device_array(L, dtype=np.float64)
+        # the GEMMs: cuBLASLt where it applies, else the Numba GEMM (gemm_note says why)
+        self.gemms, self.gemm_note = cublaslt.gemms_or_reason(
+            dt, bool(numba.config.ENABLE_CUDASIM),
+            any(dropping(self.drop, s) for s in range(1, L)), allow_tf32,
+            choice=os.environ.get("FASTNN_CUDA_GEMM", "auto"))
         self.team = Team(cuda.to_device(network.segment_bounds(model.layout.sizes,
                                                                model.layout.w_off)),
                          cuda.device_array((2 * L, network.NORM_BLOCKS), dtype=np.float64),
-                         cuda.to_device(np.array([1.0, 0.0])), self._colsum_scratch(batch))
+                         cuda.to_device(np.array([1.0, 0.0])), self._colsum_scratch(batch),
+                         self.gemms)
         self._zeros_l = np.zeros(L)
         self._zero_status = np.zeros(1, dtype=np.int32)
         self.val = None
@@ -81,7 +97,7 @@ class CudaSteps(StepsBase):
             Nv = Xv.shape[0]
             self.val = Data(cuda.to_device(np.ascontiguousarray(Xv)),
                             _to_device(cuda, yvi, 0, np.int64), _to_device(cuda, yvf, (0, k), dt))
-            self.val_ws = Workspace(model, min(EVAL_BATCH, Nv), cuda.device_array)
+            self.val_ws = Workspace(model, min(EVAL_BATCH, Nv), cuda.device_array, z_units)
             self.val_stats = RowStats(cuda.device_array(Nv, dtype=np.float64),
                                       cuda.device_array(Nv, dtype=np.float64),
                                       cuda.device_array(1, dtype=np.int32))

@@ -12,6 +12,7 @@ import inspect
 import time
 import traceback
 
+from .._validation import check_dropout
 from ..callbacks import Callback
 from ..model import MLP
 from ..optim import OPTIMIZERS
@@ -19,19 +20,22 @@ from ..trainer import Trainer, TrainingDiverged
 
 # what a space may set besides the chosen optimizer's own arguments (torch's names)
 MODEL_KEYS = ("hidden", "activation", "optimizer", "lr", "batch_size", "clip_grad_norm",
-              "alpha")
+              "alpha", "dropout", "input_dropout")
 DEFAULTS = {"hidden": [64], "activation": "relu", "optimizer": "adam", "lr": 1e-3,
-            "batch_size": 32, "clip_grad_norm": None, "alpha": 0.0}
+            "batch_size": 32, "clip_grad_norm": None, "alpha": 0.0, "dropout": 0.0,
+            "input_dropout": 0.0}
 HISTORY_SKIP = ("time", "samples_per_sec")  # wall-clock values: not part of a result
 
 
 def settings(params):
     """params merged over DEFAULTS, with hidden as a list; ValueError for a name that neither
-    the model nor the chosen optimizer takes."""
+    the model nor the chosen optimizer takes, or a dropout rate outside [0, 1) (or a list of
+    rates that is not one per hidden layer)."""
     full = dict(DEFAULTS)
     full.update(params)
     hidden = full["hidden"]
     full["hidden"] = [hidden] if isinstance(hidden, int) else list(hidden)
+    check_dropout(full["dropout"], full["input_dropout"], len(full["hidden"]))
     name = str(full["optimizer"]).lower()
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {full['optimizer']!r} in the search space; "
@@ -50,7 +54,8 @@ def build(spec):
     """(model, optimizer) for a candidate spec, freshly initialized from its seed."""
     s = settings(spec["params"])
     model = MLP([spec["n_inputs"], *s["hidden"], spec["n_outputs"]], activation=s["activation"],
-                output=spec["output"], dtype=spec["dtype"], seed=spec["init_seed"])
+                output=spec["output"], dtype=spec["dtype"], seed=spec["init_seed"],
+                dropout=s["dropout"], input_dropout=s["input_dropout"])
     opt_args = {k: v for k, v in s.items() if k not in MODEL_KEYS}
     optimizer = OPTIMIZERS[str(s["optimizer"]).lower()](lr=s["lr"], **opt_args)
     return model, optimizer

@@ -143,6 +143,18 @@ def _encode(y, classes, name):
     return idx.astype(np.int64)
 
 
+def _check_rate_distributions(space):
+    """A dropout distribution must draw within [0, 1): checked on its support before anything
+    is drawn (each drawn candidate is validated again, as every grid value is)."""
+    for name in ("dropout", "input_dropout"):
+        value = space.get(name)
+        if spaces.is_distribution(value) and hasattr(value, "support"):
+            low, high = value.support()
+            if low < 0 or high > 1:
+                raise ValueError(f"space[{name!r}] draws from [{low}, {high}], but a dropout "
+                                 f"rate is in [0, 1) (e.g. scipy.stats.uniform(0, 0.5))")
+
+
 def _rungs(min_epochs, max_epochs, factor):
     """Epoch budgets of successive halving: min_epochs * factor^i while within max_epochs,
     the last stretched to max_epochs (a final rung shorter than the one before it would add
@@ -169,9 +181,11 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
     space : dict name -> list of values (grid) or scipy.stats distribution (random draws), or
         a fixed value. Names: hidden (int or list of widths), activation, optimizer (a
         fastnn.optim name), lr, batch_size (None: full batch), clip_grad_norm, alpha (the L2
-        penalty, Trainer(alpha=)), and the chosen optimizer's own arguments (momentum,
+        penalty, Trainer(alpha=)), dropout (a rate in [0, 1) for every hidden layer or a list
+        of one per hidden layer: `[0.0, 0.5]` are two candidates, `[[0.2, 0.5]]` one) and
+        input_dropout (fastnn.MLP's), and the chosen optimizer's own arguments (momentum,
         weight_decay, betas, ...); defaults: hidden [64], relu, adam, lr 1e-3, batch_size 32,
-        alpha 0.
+        alpha 0, no dropout.
     X, y : training data. Integer/string labels (fastnn.data.class_labels' rule) make it a
         classification (softmax, cross-entropy); other targets a regression (mse).
     validation_data : (X_val, y_val); else `val_size` of X is split off (stratified, seeded).
@@ -210,6 +224,7 @@ def search(space, X, y, validation_data=None, val_size=0.2, strategy="grid",
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                          f"{objective!r}")
     spaces.check_space(space)
+    _check_rate_distributions(space)
     max_epochs = check_positive_int(max_epochs, "max_epochs")
     factor = check_positive_int(factor, "factor")
     if factor < 2:

@@ -1,11 +1,11 @@
-"""Compile every CUDA kernel to PTX for a real GPU target, without a GPU, in float32 and
-float64: the simulator runs kernels as Python and accepts code that NVVM's typing rejects
+"""Compile every CUDA kernel to PTX for real GPU targets (sm_80 and sm_90), without a GPU, in
+float32 and float64: the simulator runs kernels as Python and accepts code that NVVM's typing rejects
 (numba.cuda's max() of two values, for one), so this is the check that the kernels build.
 
     python tests/cuda_sim/compile_ptx.py    # exit 0: all built; 77: no CUDA toolkit (NVVM)
 
 Run by tests/test_cuda.py in its own process: it stubs numba's current-device lookup (device
-functions ask the driver for the compute capability) with sm_80.
+functions ask the driver for the compute capability) with each target's.
 """
 import sys
 import time
@@ -16,7 +16,8 @@ from numba import cuda
 from numba import types as T
 
 NO_TOOLKIT = 77
-CC = (8, 0)
+CCS = ((8, 0), (9, 0))  # Ampere (A100), Hopper (H100, H200)
+CC = CCS[0]
 _dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=CC)
 
 
@@ -51,6 +52,7 @@ def kernels(dt):
 
 
 def main():
+    global CC
     def probe(a):
         a[0] = 1.0
 
@@ -59,13 +61,15 @@ def main():
     except Exception as exc:  # noqa: BLE001 no NVVM / toolkit on this machine
         print(f"no CUDA toolkit to compile with: {type(exc).__name__}: {exc}")
         return NO_TOOLKIT
-    for dt in (T.float32, T.float64):
-        for kernel, sig in kernels(dt):
-            t = time.perf_counter()
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC)
-            f64 = ptx.count(".f64") if dt == T.float32 else 0
-            print(f"{dt} {kernel.py_func.__name__}: {time.perf_counter() - t:.2f} s, "
-                  f"{len(ptx.splitlines())} PTX lines" + (f", {f64} f64 ops" if f64 else ""))
+    for CC in CCS:
+        for dt in (T.float32, T.float64):
+            for kernel, sig in kernels(dt):
+                t = time.perf_counter()
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=CC)
+                f64 = ptx.count(".f64") if dt == T.float32 else 0
+                print(f"sm_{CC[0]}{CC[1]} {dt} {kernel.py_func.__name__}: "
+                      f"{time.perf_counter() - t:.2f} s, {len(ptx.splitlines())} PTX lines"
+                      + (f", {f64} f64 ops" if f64 else ""))
     return 0
 
 

@@ -87,6 +87,49 @@ def test_fit_mse_sgd_nesterov_shuffled_matches_cpu():
     check_same(out)
 
 
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu"]
+
+
+@pytest.mark.parametrize("output, loss", [("softmax", "cross_entropy"),
+                                          ("sigmoid", "binary_cross_entropy"),
+                                          ("identity", "mse")])
+def test_z_only_where_kept_every_activation_matches_cpu(monkeypatch, output, loss):
+    """The GPU's Z holds only the layers that keep their pre-activation (gelu, sigmoid,
+    softmax: keeps_preactivation), the others' backward reads a alone: a net with every
+    hidden activation, and each output, trains as on the CPU (whose Z has every layer)."""
+    from fastnn._kernels.cuda import network
+    from fastnn._steps import cuda as cuda_steps
+    made = []
+
+    class Recording(cuda_steps.Workspace):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(cuda_steps, "Workspace", Recording)
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((7, 4))
+    k = 2 if output == "identity" else 3
+    y = (rng.standard_normal((7, k)) if loss == "mse" else
+         rng.integers(0, 2, (7, k)).astype(float) if loss == "binary_cross_entropy" else
+         rng.integers(0, k, 7))
+    sizes = [4, 3, 5, 4, 3, 5, 4, 3, k]
+    out = fit_both(lambda: fastnn.MLP(sizes, activation=HIDDEN, output=output,
+                                      dtype="float64", seed=5),
+                   lambda: fastnn.optim.Adam(lr=0.05), X, y, (X[:3], y[:3]), loss=loss,
+                   batch_size=4, epochs=2, shuffle=False)
+    check_same(out)
+    acts = out["cuda"][0].layout.acts
+    off = network.z_offsets(sizes, acts)
+    # sigmoid (layer 1, 5 units) and gelu (layer 6, 3 units), and a sigmoid or softmax output
+    kept_out = output != "identity"
+    assert off.tolist() == [-1, 0, -1, -1, -1, -1, 5] + ([8] if kept_out else [-1])
+    z_units = 5 + 3 + (k if kept_out else 0)
+    assert network.kept_units(sizes, acts) == z_units
+    assert [ws.Z.shape[0] for ws in made] == [4 * z_units, 3 * z_units]  # train, validation
+    assert made[0].A.shape[0] == 4 * sum(sizes[1:])
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's overflow
 def test_fit_diverged_rolls_back():
     rng = np.random.default_rng(2)

@@ -22,7 +22,11 @@ Where the GPU cannot follow the CPU, the difference is this, and only this:
 - Kernels (`@cuda.jit`, named `..._kernel`) and device functions have no CPU twin; nor have
   the launchers in DEVICE_ONLY below. The CPU has functions the GPU does not need (its
   per-thread layer.py, the fused backward + update, the Gram-product norms, the FP mode).
-- `keeps_preactivation` is the CPU's rule (dense.py), compiled once more for the device.
+- `keeps_preactivation` is the CPU's rule (dense.py), compiled once more for the device; the
+  GPU's Z holds only the layers it keeps (network.z_block), the CPU's every layer.
+- The GEMMs of a float32 fit on a real GPU go through cuBLASLt (cublaslt.py, nvmath-python),
+  a module with no CPU twin (DEVICE_ONLY_MODULES); dense.gemm is the fallback and the
+  simulator's path.
 
 Nothing in fastnn imports this package's kernels unless device="cuda" is asked for, so
 importing fastnn never needs a GPU, a driver or the CUDA toolkit. Call `require_gpu()` first:
@@ -32,13 +36,20 @@ Under NUMBA_ENABLE_CUDASIM=1 (set before numba is first imported) every kernel r
 CUDA simulator; the tests use that on machines without a GPU.
 """
 
+# modules with no CPU twin: the cuBLASLt GEMMs through nvmath-python (the CPU's GEMMs are
+# BLAS calls, blas.py)
+DEVICE_ONLY_MODULES = ("cublaslt",)
+
 # launchers with no CPU twin, by module: what the GPU does in its own way
 DEVICE_ONLY = {
     "dense": ("gemm", "column_sum", "column_sum_chunks",  # the tiled GEMM (the CPU calls
               #                                             BLAS: blas.gemm), bias sums
-              "dense_forward", "dense_backward"),  # a whole layer per launch (CPU: layer.py)
+              "dense_forward", "dense_backward",  # a whole layer per launch (CPU: layer.py)
+              "softmax_rows"),  # the row pass after a GEMM (the CPU's is in its epilogue)
     "dropout": ("site_args",),  # the kernels' scalar arguments of one dropout site
     "network": ("block", "vec",  # cached device views of the flat buffers
+                # Z only for the layers that keep z (the CPU's Z has every layer's block)
+                "z_offsets", "kept_units", "z_block",
                 "clip_and_check",  # norms, clipping and divergence flag on the device
                 "check_finite", "flat",  # the end-of-epoch finiteness check on the device
                 "forward_for_loss",  # the forward leaving a softmax output to the loss kernel

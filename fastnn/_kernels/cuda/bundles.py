@@ -26,3 +26,5 @@ class Team(NamedTuple):
     control: object  # (2,) float64 [gradient scale (clipping), skip this update]
     colsum: object = None  # (chunks, max fan_out) float64 scratch of the bias-gradient
     #                        column sums (dense.column_sum), or None for one launch per sum
+    gemms: object = None  # the fit's cuBLASLt GEMMs (cublaslt.LtGemms), or None for the
+    #                       Numba GEMM (dense.gemm)

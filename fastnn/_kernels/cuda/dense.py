@@ -58,6 +58,16 @@ unit_hash = cuda.jit(device=True, inline=True)(_dropout.unit_hash.py_func)
 
 # ---------------------------------------------------------------------------- device functions
 @cuda.jit(device=True, inline=True)
+def preactivation(z, i, j, act):
+    """z[i, j] where keeps_preactivation(act), else 0 without reading z: the derivative of the
+    other activations comes from their output, and their layers have no block of Z of their
+    own (network.z_block)."""
+    if keeps_preactivation(act):
+        return z[i, j]
+    return z.dtype.type(0.0)
+
+
+@cuda.jit(device=True, inline=True)
 def activate(v, act, like):
     """act(v) for the elementwise activations (softmax is done per row). `like` gives the dtype
     so that constants stay in float32 for float32 buffers."""
@@ -228,14 +238,15 @@ def softmax_row(a, z, i):
 
 @cuda.jit(cache=True)
 def activation_backward_kernel(dz, a, z, act):
-    """dz *= act'(z) elementwise (every activation but softmax)."""
+    """dz *= act'(z) elementwise (every activation but softmax); z is read only where
+    keeps_preactivation(act) (gelu; sigmoid's derivative comes from a)."""
     B, n = dz.shape
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for idx in range(start, B * n, stride):
         i = idx // n
         j = idx - i * n
-        dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
+        dz[i, j] = activation_grad(dz[i, j], a[i, j], preactivation(z, i, j, act), act, dz)
 
 
 @cuda.jit(cache=True)
@@ -317,6 +328,11 @@ def gemm(C, A, B, trans_a=False, trans_b=False, bias=None, act=NO_EPILOGUE, Z=No
                                          *drop)
 
 
+def softmax_rows(a, z):
+    """a = softmax(z) row by row (B, n), one thread per row."""
+    softmax_rows_kernel[_blocks(a.shape[0]), THREADS](a, z)
+
+
 def _part(arr, r0, r1, c0, c1):
     """arr[r0:r1, c0:c1], without slicing (Python microseconds) when that is all of arr."""
     if r0 == 0 and c0 == 0 and r1 == arr.shape[0] and c1 == arr.shape[1]:
@@ -335,12 +351,12 @@ def bias_activation_forward(a, z, b, act, r0, r1, c0, c1):
     B, n = z.shape
     bias_activation_kernel[_blocks(B * n), THREADS](a, z, b, act)
     if act == SOFTMAX:
-        softmax_rows_kernel[_blocks(B), THREADS](a, z)
+        softmax_rows(a, z)
 
 
 def activation_backward(dz, a, z, act, r0, r1, c0, c1):
     """dz *= act'(z) in place (dL/da in, dL/dz out) on rows r0:r1, columns c0:c1; z is read
-    only for gelu (softmax needs whole rows)."""
+    only where keeps_preactivation(act) (else it may be a itself); softmax needs whole rows."""
     if act == IDENTITY or r1 <= r0 or c1 <= c0:
         return
     dz, a, z = (_part(v, r0, r1, c0, c1) for v in (dz, a, z))
@@ -396,7 +412,7 @@ def dense_forward(a, z, x, W, b, act, drop=NO_DROPOUT):
     be a itself)."""
     gemm(a, x, W, bias=b, act=act, Z=z, drop=drop)
     if act == SOFTMAX:
-        softmax_rows_kernel[_blocks(a.shape[0]), THREADS](a, z)
+        softmax_rows(a, z)
 
 
 def dense_backward(dx, dW, db, dz, x, W, scratch=None):

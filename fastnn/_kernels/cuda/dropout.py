@@ -49,7 +49,8 @@ def dropout_backward_kernel(dz, a, z, act, seed, step, site, threshold, scale, k
         i = idx // n
         j = idx - i * n
         g = dz[i, j] * dropout_factor(seed, step, site, i, j, threshold, scale, dz)
-        dz[i, j] = _dense.activation_grad(g, a[i, j] * t(keep), z[i, j], act, dz)
+        dz[i, j] = _dense.activation_grad(g, a[i, j] * t(keep),
+                                          _dense.preactivation(z, i, j, act), act, dz)
 
 
 def no_dropout(net):

@@ -20,7 +20,7 @@ from .. import losses as _cpu
 from ..dense import SOFTMAX
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE  # noqa: F401 (codes)
 from . import dense as _dense
-from .dense import activation_grad, softmax_row
+from .dense import activation_grad, preactivation, softmax_row
 
 # the CPU's rows (fastnn/_kernels/losses.py), compiled for the device
 log_sum_exp_row = cuda.jit(device=True, inline=True)(_cpu.log_sum_exp_row.py_func)
@@ -59,7 +59,8 @@ def loss_forward_backward_kernel(dz, z, a, y_index, y_float, loss, act, row_loss
                 dz[i, j] = a[i, j] * (dz[i, j] - s)
         else:
             for j in range(k):
-                dz[i, j] = activation_grad(dz[i, j], a[i, j], z[i, j], act, dz)
+                dz[i, j] = activation_grad(dz[i, j], a[i, j], preactivation(z, i, j, act), act,
+                                           dz)
     row_loss[offset + i] = total
     row_correct[offset + i] = correct
     if not math.isfinite(total):

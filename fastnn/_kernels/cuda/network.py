@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from .. import dense as _cpu_dense
 from . import dense as _dense
 from .dense import dense_backward, dense_forward
 from .dropout import delta_epilogue, dropout_rows_kernel, dropping, site_args
@@ -22,6 +23,8 @@ NORM_THREADS = 128  # threads per block of the sum-of-squares reduction (a power
 NORM_ITEMS = 16  # elements per thread the reduction's grid is sized for
 NORM_BLOCKS = 1024  # at most this many blocks per parameter segment (team.partials' width);
 #                    the partial sums are added in order on one thread
+# (host-side: the CPU's rule, whether a layer keeps its pre-activation)
+_keeps_z = _cpu_dense.keeps_preactivation.py_func
 
 
 def block(buf, off, rows, cols):
@@ -43,6 +46,38 @@ def vec(buf, off, n):
     if view is None:
         view = cache[key] = buf[key[0]:key[0] + key[1]]
     return view
+
+
+def z_offsets(sizes, acts):
+    """Host int64 (L,): layer l's block of the GPU's Z starts at B * z_offsets[l] (its layers
+    that keep their pre-activation, keeps_preactivation, one after the other), -1 for the
+    layers that keep none: their forward writes act(z) over z in their block of A and their
+    backward reads only a. The last entry's end, kept_units, is Z's width per row."""
+    off = np.full(len(acts), -1, dtype=np.int64)
+    pos = 0
+    for l, act in enumerate(acts):
+        if _keeps_z(int(act)):
+            off[l] = pos
+            pos += int(sizes[l + 1])
+    return off
+
+
+def kept_units(sizes, acts):
+    """Units per row of the GPU's Z (Workspace's z_units): the layers keeping z."""
+    return sum(int(sizes[l + 1]) for l, act in enumerate(acts)
+               if _keeps_z(int(act)))
+
+
+def z_block(ws, net, l, B, a):
+    """Layer l's (B, fan_out) pre-activation: its block of ws.Z where the layer keeps it
+    (z_offsets, cached on the buffer), else a, its block of A (z is written over in place)."""
+    cache = ws.Z.__dict__.setdefault("_fastnn_views", {})
+    off = cache.get("z_off")
+    if off is None:
+        off = cache["z_off"] = z_offsets(net.sizes, net.acts)
+    if off[l] < 0:
+        return a
+    return block(ws.Z, B * off[l], B, a.shape[1])
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -122,24 +157,33 @@ def network_forward(ws, x, B, params, net, drop, step, team):
     """Forward pass on the batch x ((B, sizes[0]), or flat); the output lands in A's last
     block. Hidden outputs go through their dropout (`drop`, step `step`) in the GEMM's
     epilogue."""
-    forward_for_loss(ws, x, B, params, net, drop, step, True)
+    forward_for_loss(ws, x, B, params, net, drop, step, True,
+                     None if team is None else team.gemms)
 
 
-def forward_for_loss(ws, x, B, params, net, drop, step, output_softmax):
+def forward_for_loss(ws, x, B, params, net, drop, step, output_softmax, gemms=None):
     """network_forward; output_softmax=False leaves a softmax output layer's row pass to the
-    loss kernel (training: losses.loss_forward_backward computes it in its own launch)."""
+    loss kernel (training: losses.loss_forward_backward computes it in its own launch).
+    gemms: the fit's cuBLASLt GEMMs (cublaslt.LtGemms), or None for the Numba GEMM."""
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     inp = x
-    for l in range(net.acts.shape[0]):
+    L = net.acts.shape[0]
+    for l in range(L):
         fi = net.sizes[l]
         fo = net.sizes[l + 1]
         W = block(params, net.w_off[l], fi, fo)
         b = vec(params, net.b_off[l], fo)
         a = block(ws.A, B * net.unit_off[l], B, fo)
-        z = block(ws.Z, B * net.unit_off[l], B, fo)
+        z = z_block(ws, net, l, B, a)
         act = net.acts[l]
-        if not output_softmax and l == net.acts.shape[0] - 1 and act == _dense.SOFTMAX:
+        rows = output_softmax or l < L - 1  # a softmax's row pass here, not in the loss
+        if gemms is not None:
+            if not gemms.forward(l, a, z, inp, W, b, act):  # x @ W in z: bias, activation
+                _dense.bias_activation_forward(a, z, b, act, 0, B, 0, fo)
+            elif act == _dense.SOFTMAX and rows:
+                _dense.softmax_rows(a, z)
+        elif act == _dense.SOFTMAX and not rows:
             _dense.gemm(a, inp, W, bias=b, act=act, Z=z)  # logits z; the loss fills a
         else:
             dense_forward(a, z, inp, W, b, act, site_args(drop, step, l + 1))
@@ -152,6 +196,7 @@ def network_backward(grads, ws, x, B, params, net, drop, step, team):
     if x.ndim == 1:
         x = block(x, 0, B, net.sizes[0])
     colsum = None if team is None else team.colsum
+    gemms = None if team is None else team.gemms
     for l in range(net.acts.shape[0] - 1, -1, -1):
         fi = net.sizes[l]
         fo = net.sizes[l + 1]
@@ -160,14 +205,22 @@ def network_backward(grads, ws, x, B, params, net, drop, step, team):
         db = vec(grads, net.b_off[l], fo)
         dz = block(ws.D, B * net.unit_off[l], B, fo)
         if l == 0:
-            dense_backward(None, dW, db, dz, x, W, colsum)
+            if gemms is not None:
+                gemms.backward(l, net.acts, None, dW, db, dz, x, W, None)
+            else:
+                dense_backward(None, dW, db, dz, x, W, colsum)
+            continue
+        off = B * net.unit_off[l - 1]
+        inp = block(ws.A, off, B, fi)
+        dprev = block(ws.D, off, B, fi)
+        if gemms is not None:
+            db_prev = vec(grads, net.b_off[l - 1], fi)
+            if gemms.backward(l, net.acts, dprev, dW, db, dz, inp, W, db_prev):
+                continue  # relu' applied by the GEMM's epilogue
         else:
-            off = B * net.unit_off[l - 1]
-            inp = block(ws.A, off, B, fi)
-            dprev = block(ws.D, off, B, fi)
             dense_backward(dprev, dW, db, dz, inp, W, colsum)
-            delta_epilogue(dprev, inp, block(ws.Z, off, B, fi), net.acts[l - 1], 0, B, 0, fi,
-                           drop, step, l)
+        delta_epilogue(dprev, inp, z_block(ws, net, l - 1, B, inp), net.acts[l - 1], 0, B, 0,
+                       fi, drop, step, l)
 
 
 def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
@@ -176,9 +229,9 @@ def network_loss(ws, y_index, y_float, B, net, loss, stats, team):
     L = net.acts.shape[0]
     k = net.sizes[L]
     off = B * net.unit_off[L - 1]
-    loss_forward_backward(block(ws.D, off, B, k), block(ws.Z, off, B, k),
-                          block(ws.A, off, B, k), y_index, y_float, loss, net.acts[L - 1],
-                          stats, B)
+    a = block(ws.A, off, B, k)
+    loss_forward_backward(block(ws.D, off, B, k), z_block(ws, net, L - 1, B, a), a, y_index,
+                          y_float, loss, net.acts[L - 1], stats, B)
 
 
 def layer_grad_sumsq(out, grads, ws, B, net, fused, team):

@@ -115,7 +115,7 @@ def train_steps(data, order, start, n_steps, batch_size, params, grads, net, dro
         yi = vec(ws.yb_index, 0, B) if by_index else no_index
         yf = no_float if by_index else block(ws.yb_float, 0, B, k)
         # the loss kernel does a softmax output
-        forward_for_loss(ws, x, B, params, net, drop, step, False)
+        forward_for_loss(ws, x, B, params, net, drop, step, False, team.gemms)
         network_loss(ws, yi, yf, B, net, loss, stats._replace(start=pos), team)
         if opt.alpha > 0.0:  # the penalty of the weights this step starts from
             add_penalty(stats.loss, pos, B, params, 0.5 * opt.alpha, team)
