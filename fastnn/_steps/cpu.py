@@ -62,8 +62,8 @@ class CpuSteps(StepsBase):
         status, done = steps_on_threads(
             self.n_threads, self.partial, self.scratch,
             self.data, self.order, start, n_steps, self.batch, model.params, self.grads,
-            model.layout, self.kernel_drop, Static(self.loss_code), self.opt, self.ws.buffers, self.stats,
-            self.norms)
+            model.layout, self.kernel_drop, Static(self.loss_code), self.opt, self.ws.buffers,
+            self.stats, self.norms)
         return status == DIVERGED, done
 
     def epoch_metrics(self):
