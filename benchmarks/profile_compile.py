@@ -7,8 +7,7 @@ events.
 Use an empty NUMBA_CACHE_DIR (or delete fastnn's __pycache__ folders) to see a cold start.
 Times are the main thread's CPU time (time.thread_time), which other processes on a shared
 machine disturb far less than wall time. `self` excludes the kernels compiled while compiling
-this one (its callees, each compiled on its own and linked, optimized and code-generated once
-more with the outermost kernel: fastnn/_kernels/linking.py); `incl` includes them. `n` counts
+this one (its callees, each compiled and cached on its own); `incl` includes them. `n` counts
 compiled versions: one per distinct argument types, literal constants and static.Static codes
 included.
 """

@@ -4,9 +4,6 @@ Numba keys a cached function on its own source file only, but `train_steps` inli
 from the sibling modules: after an edit to dense.py or optim.py its cached machine code would
 still run the old kernel. So every kernel's cache entry is stamped with a hash of ALL kernel
 sources: changing any of them recompiles everything once.
-
-And a kernel's call tree is linked, optimized and code-generated once, by the outermost compile
-(linking.py), instead of once per level of calls.
 """
 import hashlib
 import pathlib
@@ -59,10 +56,3 @@ try:
 except Exception:  # noqa: BLE001, S110 - a numba internals change must not break the import
     pass
 
-
-try:
-    from .linking import install as _install_linking
-
-    _install_linking()
-except Exception:  # noqa: BLE001, S110 - numba's own linking then, slower to compile only
-    pass

@@ -31,3 +31,15 @@ def small_tiles(monkeypatch):
     monkeypatch.setattr(dense, "THREADS", 4)
     monkeypatch.setattr(network, "NORM_THREADS", 4)
     monkeypatch.setattr(network, "NORM_BLOCKS", 3)
+
+
+def pytest_collection_modifyitems(config, items):
+    """FASTNN_SIM_SHARD=k/n keeps every n-th test from the k-th: tests/test_cuda.py runs the
+    simulator suite as n such processes at once (the simulator is single-threaded Python)."""
+    shard = os.environ.get("FASTNN_SIM_SHARD")
+    if not shard:
+        return
+    k, n = (int(part) for part in shard.split("/"))
+    dropped = [item for i, item in enumerate(items) if i % n != k]
+    items[:] = [item for i, item in enumerate(items) if i % n == k]
+    config.hook.pytest_deselected(items=dropped)
